@@ -1,0 +1,152 @@
+// Package config holds skiffd's configuration: one TOML file whose every
+// field has a default, so the daemon runs with no file at all.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where skiffd looks for its config when --config is not given.
+const DefaultPath = "/etc/skiff/config.toml"
+
+// Config is the whole daemon configuration.
+type Config struct {
+	// Root holds state of record that survives reboots (meta.db, content, layers).
+	Root string `toml:"root"`
+	// State holds runtime state that dies with the machine (socket, namespaces, shims).
+	State string `toml:"state"`
+	// Listen is the gRPC endpoint, unix://PATH.
+	Listen string `toml:"listen"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `toml:"log_level"`
+	// CgroupDriver is reported to the kubelet; only cgroupfs is supported.
+	CgroupDriver string `toml:"cgroup_driver"`
+	// ShimBinary is the skiff-shim executable; empty means next to skiffd, then $PATH.
+	ShimBinary string `toml:"shim_binary"`
+
+	Image ImageConfig `toml:"image"`
+	CNI   CNIConfig   `toml:"cni"`
+}
+
+// ImageConfig configures pulls.
+type ImageConfig struct {
+	// Mirrors maps an upstream registry host to endpoints tried in order
+	// before the upstream itself: scheme://host[:port][/path-prefix].
+	Mirrors map[string][]string `toml:"mirrors"`
+	// InsecureRegistries may be reached over plain HTTP or unverified TLS.
+	InsecureRegistries []string `toml:"insecure_registries"`
+	// PullStallTimeout aborts a pull whose download makes no progress this long.
+	PullStallTimeout Duration `toml:"pull_stall_timeout"`
+	// MaxLayerSize bounds the unpacked size of one layer in bytes; 0 is unlimited.
+	MaxLayerSize int64 `toml:"max_layer_size"`
+}
+
+// CNIConfig locates CNI network configs and plugins.
+type CNIConfig struct {
+	ConfDir string   `toml:"conf_dir"`
+	BinDirs []string `toml:"bin_dirs"`
+}
+
+// Duration is a time.Duration that reads from TOML strings like "90s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText prints the duration the way UnmarshalText reads it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Default returns the configuration used when no file sets a field.
+func Default() Config {
+	return Config{
+		Root:         "/var/lib/skiff",
+		State:        "/run/skiff",
+		Listen:       "unix:///run/skiff/skiff.sock",
+		LogLevel:     "info",
+		CgroupDriver: "cgroupfs",
+		Image: ImageConfig{
+			Mirrors:          map[string][]string{},
+			PullStallTimeout: Duration{time.Minute},
+		},
+		CNI: CNIConfig{
+			ConfDir: "/etc/cni/net.d",
+			BinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
+		},
+	}
+}
+
+// Load reads path over the defaults. A missing file at DefaultPath is not an
+// error (the daemon runs on defaults); a missing file named explicitly is.
+func Load(path string, explicit bool) (Config, error) {
+	c := Default()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !explicit {
+			return c, nil
+		}
+		return c, fmt.Errorf("read config %s: %w", path, err)
+	}
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		return c, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return c, fmt.Errorf("config %s: unknown fields: %s", path, strings.Join(keys, ", "))
+	}
+	return c, c.Validate()
+}
+
+// Validate rejects values the daemon cannot run with.
+func (c *Config) Validate() error {
+	if _, err := SocketPath(c.Listen); err != nil {
+		return err
+	}
+	if c.Root == "" || c.State == "" {
+		return errors.New("config: root and state must be set")
+	}
+	if c.CgroupDriver != "cgroupfs" {
+		return fmt.Errorf("config: cgroup_driver %q is not supported (only cgroupfs)", c.CgroupDriver)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	for host, eps := range c.Image.Mirrors {
+		for _, ep := range eps {
+			u, err := url.Parse(ep)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("config: mirror %q for %s: want http(s)://host[:port][/prefix]", ep, host)
+			}
+		}
+	}
+	return nil
+}
+
+// SocketPath extracts the filesystem path of a unix:// endpoint.
+func SocketPath(listen string) (string, error) {
+	p, ok := strings.CutPrefix(listen, "unix://")
+	if !ok || p == "" || !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("config: listen %q: want unix:///absolute/path", listen)
+	}
+	return p, nil
+}

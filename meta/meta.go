@@ -1,0 +1,147 @@
+// Package meta keeps skiffd's records of pods and containers in bbolt, so a
+// restarted daemon rebuilds its whole view from disk.
+package meta
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/skiffcri/skiff/errdefs"
+)
+
+var (
+	podsBucket       = []byte("pods")
+	containersBucket = []byte("containers")
+)
+
+// Store reads and writes records in the daemon's meta.db.
+type Store struct{ db *bbolt.DB }
+
+// New makes sure the buckets exist.
+func New(db *bbolt.DB) (*Store, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{podsBucket, containersBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("meta: create buckets: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Pod is the persisted record of a pod sandbox.
+type Pod struct {
+	ID             string            `json:"id"`
+	Name           string            `json:"name"` // reserved name: name_namespace_uid_attempt
+	Config         json.RawMessage   `json:"config"` // protojson of runtimeapi.PodSandboxConfig
+	RuntimeHandler string            `json:"runtimeHandler,omitempty"`
+	State          string            `json:"state"` // ready, notready
+	CreatedAt      time.Time         `json:"createdAt"`
+	IPs            []string          `json:"ips,omitempty"`
+	NSDir          string            `json:"nsDir,omitempty"`
+	NSPaths        map[string]string `json:"nsPaths,omitempty"` // kind -> pinned path
+	ShmPath        string            `json:"shmPath,omitempty"`
+	CgroupParent   string            `json:"cgroupParent,omitempty"`
+	NetworkSetUp   bool              `json:"networkSetUp,omitempty"`
+	ShimSocket     string            `json:"shimSocket,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+}
+
+// Container is the persisted record of a container; its live state comes from
+// the pod's shim and the exit file.
+type Container struct {
+	ID          string            `json:"id"`
+	PodID       string            `json:"podId"`
+	Name        string            `json:"name"` // reserved name within the pod
+	Config      json.RawMessage   `json:"config"` // protojson of runtimeapi.ContainerConfig
+	ImageID     string            `json:"imageId"`
+	ImageRef    string            `json:"imageRef"`
+	ImageName   string            `json:"imageName"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	LogPath     string            `json:"logPath,omitempty"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// PutPod writes p, replacing any record with the same ID.
+func (s *Store) PutPod(p *Pod) error { return put(s.db, podsBucket, p.ID, p) }
+
+// Pod reads one pod; ErrNotFound when absent.
+func (s *Store) Pod(id string) (*Pod, error) {
+	var p Pod
+	if err := get(s.db, podsBucket, id, &p); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
+	return &p, nil
+}
+
+// Pods lists all pods.
+func (s *Store) Pods() ([]*Pod, error) { return list[Pod](s.db, podsBucket) }
+
+// DeletePod removes the record; absent is fine.
+func (s *Store) DeletePod(id string) error { return del(s.db, podsBucket, id) }
+
+// PutContainer writes c, replacing any record with the same ID.
+func (s *Store) PutContainer(c *Container) error { return put(s.db, containersBucket, c.ID, c) }
+
+// Container reads one container; ErrNotFound when absent.
+func (s *Store) Container(id string) (*Container, error) {
+	var c Container
+	if err := get(s.db, containersBucket, id, &c); err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	return &c, nil
+}
+
+// Containers lists all containers.
+func (s *Store) Containers() ([]*Container, error) { return list[Container](s.db, containersBucket) }
+
+// DeleteContainer removes the record; absent is fine.
+func (s *Store) DeleteContainer(id string) error { return del(s.db, containersBucket, id) }
+
+func put(db *bbolt.DB, bucket []byte, id string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("meta: encode %s %s: %w", bucket, id, err)
+	}
+	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(id), b) })
+}
+
+func get(db *bbolt.DB, bucket []byte, id string, v any) error {
+	return db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket).Get([]byte(id))
+		if b == nil {
+			return errdefs.ErrNotFound
+		}
+		return json.Unmarshal(b, v)
+	})
+}
+
+func list[T any](db *bbolt.DB, bucket []byte) ([]*T, error) {
+	var out []*T
+	err := db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, b []byte) error {
+			v := new(T)
+			if err := json.Unmarshal(b, v); err != nil {
+				return fmt.Errorf("meta: decode %s %s: %w", bucket, k, err)
+			}
+			out = append(out, v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func del(db *bbolt.DB, bucket []byte, id string) error {
+	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(id)) })
+}

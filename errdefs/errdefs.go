@@ -41,6 +41,14 @@ func FailedPrecondition(format string, args ...any) error {
 // Unavailable formats an error that wraps ErrUnavailable.
 func Unavailable(format string, args ...any) error { return wrap(ErrUnavailable, format, args...) }
 
+// Unimplemented formats an error that wraps ErrUnimplemented.
+func Unimplemented(format string, args ...any) error { return wrap(ErrUnimplemented, format, args...) }
+
+// ResourceExhausted formats an error that wraps ErrResourceExhausted.
+func ResourceExhausted(format string, args ...any) error {
+	return wrap(ErrResourceExhausted, format, args...)
+}
+
 func wrap(kind error, format string, args ...any) error {
 	return fmt.Errorf("%w: %w", fmt.Errorf(format, args...), kind)
 }

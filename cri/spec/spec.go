@@ -730,16 +730,6 @@ func seccompFor(p SeccompProfiles, sc *runtimeapi.LinuxContainerSecurityContext,
 	typ, ref := runtimeapi.SecurityProfile_Unconfined, ""
 	if prof := sc.GetSeccomp(); prof != nil {
 		typ, ref = prof.ProfileType, prof.LocalhostRef
-	} else if legacy := sc.GetSeccompProfilePath(); legacy != "" {
-		switch {
-		case legacy == "unconfined":
-		case legacy == "runtime/default" || legacy == "docker/default":
-			typ = runtimeapi.SecurityProfile_RuntimeDefault
-		case strings.HasPrefix(legacy, "localhost/"):
-			typ, ref = runtimeapi.SecurityProfile_Localhost, strings.TrimPrefix(legacy, "localhost/")
-		default:
-			return nil, errdefs.InvalidArgument("unknown seccomp profile %q", legacy)
-		}
 	}
 	if privileged || typ == runtimeapi.SecurityProfile_Unconfined {
 		return nil, nil

@@ -39,7 +39,7 @@ func New(db *bbolt.DB) (*Store, error) {
 // Pod is the persisted record of a pod sandbox.
 type Pod struct {
 	ID             string            `json:"id"`
-	Name           string            `json:"name"` // reserved name: name_namespace_uid_attempt
+	Name           string            `json:"name"`   // reserved name: name_namespace_uid_attempt
 	Config         json.RawMessage   `json:"config"` // protojson of runtimeapi.PodSandboxConfig
 	RuntimeHandler string            `json:"runtimeHandler,omitempty"`
 	State          string            `json:"state"` // ready, notready
@@ -48,6 +48,7 @@ type Pod struct {
 	NSDir          string            `json:"nsDir,omitempty"`
 	NSPaths        map[string]string `json:"nsPaths,omitempty"` // kind -> pinned path
 	ShmPath        string            `json:"shmPath,omitempty"`
+	Files          map[string]string `json:"files,omitempty"` // hostname, hosts, resolv.conf
 	CgroupParent   string            `json:"cgroupParent,omitempty"`
 	NetworkSetUp   bool              `json:"networkSetUp,omitempty"`
 	ShimSocket     string            `json:"shimSocket,omitempty"`
@@ -60,7 +61,7 @@ type Pod struct {
 type Container struct {
 	ID          string            `json:"id"`
 	PodID       string            `json:"podId"`
-	Name        string            `json:"name"` // reserved name within the pod
+	Name        string            `json:"name"`   // reserved name within the pod
 	Config      json.RawMessage   `json:"config"` // protojson of runtimeapi.ContainerConfig
 	ImageID     string            `json:"imageId"`
 	ImageRef    string            `json:"imageRef"`
@@ -69,6 +70,7 @@ type Container struct {
 	LogPath     string            `json:"logPath,omitempty"`
 	Bundle      string            `json:"bundle"`
 	Rootfs      string            `json:"rootfs"`
+	StopSignal  string            `json:"stopSignal,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 }

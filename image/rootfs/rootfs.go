@@ -1,0 +1,109 @@
+// Package rootfs mounts containers' root filesystems: an overlay of the
+// image's unpacked layers with a writable layer of the container's own.
+package rootfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Layers gives the unpacked layer directories of an image, top-most first.
+type Layers interface {
+	LayerDirs(ctx context.Context, imageID string) ([]string, error)
+}
+
+// Manager mounts rootfs at StateDir/<id>/rootfs with the writable layer in
+// RootDir/<id>/{upper,work}, so the writable data survives a reboot of the
+// daemon while the mount itself lives in the runtime state.
+type Manager struct {
+	RootDir  string // e.g. /var/lib/skiff/containers
+	StateDir string // e.g. /run/skiff/containers
+	Layers   Layers
+}
+
+// maxMountData is the kernel's limit for the options string of mount(2).
+const maxMountData = 4096 - 1
+
+// Mount creates the writable layer and mounts the overlay; it returns the
+// rootfs path. A second Mount of a mounted id returns the same path.
+func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error) {
+	target := m.path(id)
+	if mounted(target) {
+		return target, nil
+	}
+	lowers, err := m.Layers.LayerDirs(ctx, imageID)
+	if err != nil {
+		return "", fmt.Errorf("rootfs %s: layers of %s: %w", id, imageID, err)
+	}
+	base := filepath.Join(m.RootDir, id)
+	upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
+	for _, d := range []string{upper, work, target} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("rootfs %s: %w", id, err)
+		}
+	}
+	if len(lowers) == 0 {
+		// An image without layers still needs a lower directory.
+		empty := filepath.Join(base, "empty")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			return "", fmt.Errorf("rootfs %s: %w", id, err)
+		}
+		lowers = []string{empty}
+	}
+	for _, l := range lowers {
+		if strings.ContainsAny(l, ":,") {
+			return "", fmt.Errorf("rootfs %s: layer path %q contains an overlay separator", id, l)
+		}
+	}
+	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=off", strings.Join(lowers, ":"), upper, work)
+	if len(data) > maxMountData {
+		return "", fmt.Errorf("rootfs %s: %d layers make overlay options of %d bytes, over the kernel's %d", id, len(lowers), len(data), maxMountData)
+	}
+	if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+		// index=off is unknown to old kernels; retry without it.
+		data = strings.TrimSuffix(data, ",index=off")
+		if err2 := unix.Mount("overlay", target, "overlay", 0, data); err2 != nil {
+			return "", fmt.Errorf("rootfs %s: mount overlay on %s: %w", id, target, err2)
+		}
+	}
+	return target, nil
+}
+
+// Unmount unmounts the rootfs and deletes the writable layer. It is
+// idempotent.
+func (m *Manager) Unmount(ctx context.Context, id string) error {
+	target := m.path(id)
+	for mounted(target) {
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("rootfs %s: unmount %s: %w", id, target, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Dir(target)); err != nil {
+		return fmt.Errorf("rootfs %s: %w", id, err)
+	}
+	if err := os.RemoveAll(filepath.Join(m.RootDir, id)); err != nil {
+		return fmt.Errorf("rootfs %s: remove writable layer: %w", id, err)
+	}
+	return nil
+}
+
+func (m *Manager) path(id string) string { return filepath.Join(m.StateDir, id, "rootfs") }
+
+// mounted reports whether path is a mount point (its device differs from
+// its parent's, or it is an overlay whose root inode says so).
+func mounted(path string) bool {
+	var st, pst unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return false
+	}
+	if err := unix.Lstat(filepath.Dir(path), &pst); err != nil {
+		return false
+	}
+	return st.Dev != pst.Dev
+}

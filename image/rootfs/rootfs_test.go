@@ -1,0 +1,62 @@
+package rootfs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+type dirs []string
+
+func (d dirs) LayerDirs(context.Context, string) ([]string, error) { return d, nil }
+
+func TestMountUnmount(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root for overlay mounts")
+	}
+	tmp := t.TempDir()
+	top, bottom := filepath.Join(tmp, "top"), filepath.Join(tmp, "bottom")
+	for _, d := range []string{top, bottom} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(bottom, "f"), []byte("bottom"), 0o644)
+	os.WriteFile(filepath.Join(top, "f"), []byte("top"), 0o644)
+	os.WriteFile(filepath.Join(bottom, "g"), []byte("g"), 0o644)
+	m := &Manager{RootDir: filepath.Join(tmp, "root"), StateDir: filepath.Join(tmp, "state"), Layers: dirs{top, bottom}}
+	ctx := context.Background()
+	p, err := m.Mount(ctx, "c1", "img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Unmount(ctx, "c1") })
+	if b, _ := os.ReadFile(filepath.Join(p, "f")); string(b) != "top" {
+		t.Fatalf("f = %q, want the top layer's", b)
+	}
+	if err := os.WriteFile(filepath.Join(p, "new"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(m.RootDir, "c1", "upper", "new")); err != nil {
+		t.Fatalf("write did not land in the upper dir: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(bottom, "new")); err == nil {
+		t.Fatal("write reached a lower layer")
+	}
+	if p2, err := m.Mount(ctx, "c1", "img"); err != nil || p2 != p {
+		t.Fatalf("second mount = %q, %v", p2, err)
+	}
+	if err := m.Unmount(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if mounted(p) {
+		t.Fatal("still mounted")
+	}
+	if _, err := os.Stat(filepath.Join(m.RootDir, "c1")); !os.IsNotExist(err) {
+		t.Fatalf("writable layer left: %v", err)
+	}
+	if err := m.Unmount(ctx, "c1"); err != nil {
+		t.Fatalf("second unmount: %v", err)
+	}
+}

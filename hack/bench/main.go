@@ -1,0 +1,83 @@
+// Command bench measures Skiff beside containerd + runc from Debian on the
+// same machine in the same run, and prints the ratios the README quotes.
+//
+//	go run ./hack/bench exec [-n 50]   create+start+wait of /bin/true: skiff-shim runtime vs runc
+//	go run ./hack/bench pull [-n 3]    pull of a 3-layer ~100 MB image: skiffd vs containerd 1.6
+//
+// It needs root, runc, containerd and busybox-static (hack/setup.sh installs
+// them). Results are timings; they never decide a test.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench exec|pull [flags]")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "exec":
+		fs := flag.NewFlagSet("exec", flag.ExitOnError)
+		n := fs.Int("n", 50, "iterations per runtime")
+		shim := fs.String("shim", "", "skiff-shim binary (default: build it)")
+		_ = fs.Parse(os.Args[2:])
+		err = benchExec(ctx, *n, *shim)
+	case "pull":
+		fs := flag.NewFlagSet("pull", flag.ExitOnError)
+		n := fs.Int("n", 3, "pulls per runtime")
+		_ = fs.Parse(os.Args[2:])
+		err = benchPull(ctx, *n)
+	default:
+		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// stats summarises one runtime's samples.
+type stats struct {
+	name         string
+	median, mean time.Duration
+	min, max     time.Duration
+	n            int
+}
+
+func summarize(name string, d []time.Duration) stats {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	var sum time.Duration
+	for _, v := range s {
+		sum += v
+	}
+	st := stats{name: name, n: len(s)}
+	if len(s) == 0 {
+		return st
+	}
+	st.median, st.mean, st.min, st.max = s[len(s)/2], sum/time.Duration(len(s)), s[0], s[len(s)-1]
+	return st
+}
+
+func report(title string, a, b stats) {
+	fmt.Printf("\n%s\n", title)
+	fmt.Printf("%-28s %6s %12s %12s %12s %12s\n", "runtime", "n", "median", "mean", "min", "max")
+	for _, s := range []stats{a, b} {
+		fmt.Printf("%-28s %6d %12v %12v %12v %12v\n", s.name, s.n, s.median.Round(time.Microsecond), s.mean.Round(time.Microsecond), s.min.Round(time.Microsecond), s.max.Round(time.Microsecond))
+	}
+	if b.median > 0 {
+		fmt.Printf("ratio %s/%s (median): %.2f\n", a.name, b.name, float64(a.median)/float64(b.median))
+	}
+}

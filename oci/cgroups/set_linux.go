@@ -44,7 +44,7 @@ type writer struct {
 }
 
 func (w writer) set(file, value string) error { return w.l.write(filepath.Join(w.dir, file), value) }
-func (w writer) has(file string) bool { return w.l.has(filepath.Join(w.dir, file)) }
+func (w writer) has(file string) bool         { return w.l.has(filepath.Join(w.dir, file)) }
 
 func itoa(v int64) string  { return strconv.FormatInt(v, 10) }
 func utoa(v uint64) string { return strconv.FormatUint(v, 10) }

@@ -13,6 +13,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,11 +31,10 @@ const (
 	NetNS NamespaceSet = 1 << iota
 	IPCNS
 	UTSNS
-	// PIDNS pins a PID namespace that has no process yet: the first process
-	// created in it (the pod's init, started by the shim after setns on
-	// Namespaces.PID) becomes its PID 1. When that process exits, the
-	// kernel refuses new processes in the namespace, so the pod's init must
-	// outlive its containers.
+	// PIDNS is the pod's shared PID namespace. CreateNamespaces cannot
+	// make one: the kernel exposes a new PID namespace (pid_for_children)
+	// only once its PID 1 exists. The pod's init process is started with
+	// CLONE_NEWPID and then pinned with PinPIDNamespace.
 	PIDNS
 )
 
@@ -50,9 +50,8 @@ var nsKinds = []nsKind{
 	{NetNS, unix.CLONE_NEWNET, "net", "net"},
 	{IPCNS, unix.CLONE_NEWIPC, "ipc", "ipc"},
 	{UTSNS, unix.CLONE_NEWUTS, "uts", "uts"},
-	// unshare(CLONE_NEWPID) leaves the caller in its namespace and puts only
-	// its future children in the new one, reachable as pid_for_children.
-	{PIDNS, unix.CLONE_NEWPID, "pid", "pid_for_children"},
+	// Only pinned from an existing process (PinPIDNamespace).
+	{PIDNS, unix.CLONE_NEWPID, "pid", "pid"},
 }
 
 // Namespaces holds the paths of a pod's pinned namespace files; an empty path
@@ -75,8 +74,8 @@ func (n *Namespaces) ptr(set NamespaceSet) *string {
 	return nil
 }
 
-// CreateNamespaces creates new namespaces of the given kinds and pins each by
-// bind-mounting it to dir/<kind> (net, ipc, uts, pid), creating dir if
+// CreateNamespaces creates new namespaces of the given kinds (NetNS, IPCNS,
+// UTSNS) and pins each by bind-mounting it to dir/<kind>, creating dir if
 // needed. When kinds includes UTSNS and hostname is not empty, the new UTS
 // namespace gets that hostname; without UTSNS the hostname is ignored (the
 // pod uses the host's). The loopback interface of a new network namespace is
@@ -87,6 +86,9 @@ func (n *Namespaces) ptr(set NamespaceSet) *string {
 func CreateNamespaces(ctx context.Context, dir string, kinds NamespaceSet, hostname string) (Namespaces, error) {
 	if err := ctx.Err(); err != nil {
 		return Namespaces{}, err
+	}
+	if kinds&PIDNS != 0 {
+		return Namespaces{}, errdefs.InvalidArgument("a pod PID namespace needs its init process: start it with CLONE_NEWPID and use PinPIDNamespace")
 	}
 	if len(hostname) > maxHostname {
 		return Namespaces{}, errdefs.InvalidArgument("hostname %q longer than %d bytes", hostname, maxHostname)
@@ -117,15 +119,7 @@ func CreateNamespaces(ctx context.Context, dir string, kinds NamespaceSet, hostn
 		}
 	}
 
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the goroutine exits with the thread locked, so
-		// the runtime terminates the thread instead of reusing it in the
-		// pod's namespaces.
-		runtime.LockOSThread()
-		errc <- pinNamespaces(dir, flags, todo, hostname)
-	}()
-	if err := <-errc; err != nil {
+	if err := onThrowawayThread(func() error { return pinNamespaces(dir, flags, todo, hostname) }); err != nil {
 		for _, k := range todo {
 			_ = removeNamespaceFile(filepath.Join(dir, k.name))
 		}
@@ -230,17 +224,61 @@ func unmountAll(path string) error {
 // into a pod. The PID namespace is not joined (setns on it affects only
 // children).
 func (n Namespaces) Do(fn func() error) error {
+	return onThrowawayThread(func() error {
+		if err := n.join(); err != nil {
+			return err
+		}
+		return fn()
+	})
+}
+
+// onThrowawayThread runs fn on a locked OS thread that the Go runtime
+// terminates afterwards, so that per-thread kernel state fn changes
+// (namespaces) never reaches other goroutines.
+//
+// The main thread is the exception: the runtime cannot terminate it and
+// parks it forever instead, which would leave the process's leader (what
+// /proc/<pid>/ns shows) inside a pod namespace and keep that namespace
+// alive. So when the locked goroutine lands on the main thread, it keeps the
+// main thread busy while a nested goroutine, necessarily on another thread,
+// does the work, and the main thread is then released unchanged.
+func onThrowawayThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: see CreateNamespaces.
 		runtime.LockOSThread()
-		if err := n.join(); err != nil {
-			errc <- err
+		if unix.Gettid() == unix.Getpid() {
+			errc <- onThrowawayThread(fn)
+			runtime.UnlockOSThread()
 			return
 		}
+		// Never unlocked: exiting locked makes the runtime kill the thread.
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// PinPIDNamespace pins the PID namespace of process pid (the pod's init,
+// PID 1 of its namespace) at dir/pid, so that containers join it by a path
+// that cannot be confused with a reused PID. The pin does not keep the
+// namespace usable: once its init exits, the kernel allows no new process in
+// it. RemoveNamespaces removes the pin.
+func PinPIDNamespace(dir string, pid int) (string, error) {
+	if pid <= 0 {
+		return "", errdefs.InvalidArgument("pin pid namespace: pid %d", pid)
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "pid")
+	if err := createMountTarget(dst); err != nil {
+		return "", err
+	}
+	src := fmt.Sprintf("/proc/%d/ns/pid", pid)
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		_ = os.Remove(dst)
+		return "", &os.PathError{Op: "mount " + src, Path: dst, Err: err}
+	}
+	return dst, nil
 }
 
 // join moves the calling, locked thread into the namespaces of n.

@@ -31,6 +31,10 @@ type Config struct {
 	CgroupDriver string `toml:"cgroup_driver"`
 	// ShimBinary is the skiff-shim executable; empty means next to skiffd, then $PATH.
 	ShimBinary string `toml:"shim_binary"`
+	// StreamAddress is where exec, attach and port-forward streams are
+	// served (host:port; port 0 picks a free one). Keep it on loopback: the
+	// streams are unauthenticated, as with other runtimes' defaults.
+	StreamAddress string `toml:"stream_address"`
 
 	Image ImageConfig `toml:"image"`
 	CNI   CNIConfig   `toml:"cni"`
@@ -74,11 +78,12 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.Strin
 // Default returns the configuration used when no file sets a field.
 func Default() Config {
 	return Config{
-		Root:         "/var/lib/skiff",
-		State:        "/run/skiff",
-		Listen:       "unix:///run/skiff/skiff.sock",
-		LogLevel:     "info",
-		CgroupDriver: "cgroupfs",
+		Root:          "/var/lib/skiff",
+		State:         "/run/skiff",
+		Listen:        "unix:///run/skiff/skiff.sock",
+		LogLevel:      "info",
+		CgroupDriver:  "cgroupfs",
+		StreamAddress: "127.0.0.1:0",
 		Image: ImageConfig{
 			Mirrors:          map[string][]string{},
 			PullStallTimeout: Duration{time.Minute},

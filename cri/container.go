@@ -1,0 +1,593 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/meta"
+)
+
+func (s *Server) containerDir(id string) string { return filepath.Join(s.stateDir, "containers", id) }
+
+func containerConfig(rec *meta.Container) (*runtimeapi.ContainerConfig, error) {
+	cfg := &runtimeapi.ContainerConfig{}
+	if err := protojson.Unmarshal(rec.Config, cfg); err != nil {
+		return nil, fmt.Errorf("container %s: decode config: %w", rec.ID, err)
+	}
+	return cfg, nil
+}
+
+// logPath joins the pod's log directory and the container's log path and
+// refuses paths that would leave the directory.
+func logPath(dir, rel string) (string, error) {
+	if rel == "" {
+		return "", nil
+	}
+	if dir == "" {
+		return "", errdefs.InvalidArgument("container log path %q given but the pod has no log directory", rel)
+	}
+	p := filepath.Join(dir, rel)
+	if r, err := filepath.Rel(dir, p); err != nil || r == ".." || strings.HasPrefix(r, "../") || filepath.IsAbs(rel) {
+		return "", errdefs.InvalidArgument("container log path %q escapes the log directory %s", rel, dir)
+	}
+	return p, nil
+}
+
+// CreateContainer prepares a container's rootfs and spec and has the pod's
+// shim create it, stopped at its start barrier.
+func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (_ *runtimeapi.CreateContainerResponse, retErr error) {
+	cfg := req.GetConfig()
+	if cfg.GetMetadata().GetName() == "" {
+		return nil, errdefs.InvalidArgument("container metadata needs a name")
+	}
+	if cfg.GetImage().GetImage() == "" {
+		return nil, errdefs.InvalidArgument("container %q has no image", cfg.GetMetadata().GetName())
+	}
+	pod, err := s.findPod(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	if pod.State != podReady {
+		return nil, errdefs.FailedPrecondition("create container in pod %s: %v", pod.ID, errPodNotReady)
+	}
+	podCfg := req.GetSandboxConfig()
+	if podCfg == nil {
+		if podCfg, err = podConfig(pod); err != nil {
+			return nil, err
+		}
+	}
+	id := newID()
+	name := containerName(cfg.GetMetadata(), podCfg.GetMetadata())
+	if err := s.ctrNames.reserve(name, id); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	unlock := s.locks.lock(id)
+	defer unlock()
+	var undo []func()
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		s.ctrNames.release(name, id)
+	}()
+
+	img, err := s.images.Get(ctx, cfg.GetImage().GetImage())
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: image %q: %w", name, cfg.GetImage().GetImage(), err)
+	}
+	if err := s.images.Use(ctx, img.ID, id); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+	undo = append(undo, func() { _ = s.images.Release(context.Background(), img.ID, id) })
+
+	lp, err := logPath(podCfg.GetLogDirectory(), cfg.GetLogPath())
+	if err != nil {
+		return nil, err
+	}
+	if lp != "" {
+		if err := os.MkdirAll(filepath.Dir(lp), 0o755); err != nil {
+			return nil, fmt.Errorf("create container %s: log dir: %w", name, err)
+		}
+	}
+
+	raw, err := protojson.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode container config: %w", err)
+	}
+	imageName := cfg.GetImage().GetImage()
+	if len(img.RepoTags) > 0 {
+		imageName = img.RepoTags[0]
+	}
+	imageRef := img.ID
+	if len(img.RepoDigests) > 0 {
+		imageRef = img.RepoDigests[0]
+	}
+	rec := &meta.Container{
+		ID: id, PodID: pod.ID, Name: name, Config: raw,
+		ImageID: img.ID, ImageRef: imageRef, ImageName: imageName,
+		CreatedAt: time.Now(), LogPath: lp, Bundle: s.containerDir(id),
+		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+		StopSignal: img.Config.Config.StopSignal,
+	}
+	if err := s.meta.PutContainer(rec); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { _ = s.meta.DeleteContainer(id) })
+
+	rootfs, err := s.rootfs.Mount(ctx, id, img.ID)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: rootfs: %w", name, err)
+	}
+	undo = append(undo, func() {
+		if err := s.rootfs.Unmount(context.Background(), id); err != nil {
+			s.log.Warn("undo container rootfs", "container", id, "err", err)
+		}
+	})
+	rec.Rootfs = rootfs
+
+	var targetPID string
+	if t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); t.GetPid() == runtimeapi.NamespaceMode_TARGET {
+		targetPID, err = s.targetPIDNamespace(ctx, pod.ID, t.GetTargetId())
+		if err != nil {
+			return nil, err
+		}
+	}
+	parent := podCfg.GetLinux().GetCgroupParent()
+	if parent == "" {
+		parent = "/skiff"
+	}
+	ociSpec, err := spec.Generate(spec.Input{
+		ID: id, SandboxID: pod.ID, Pod: podCfg, Container: cfg,
+		ImageName: imageName, Image: img.Config.Config, Rootfs: rootfs,
+		PodNS: spec.Namespaces{Net: pod.NSPaths["net"], IPC: pod.NSPaths["ipc"], UTS: pod.NSPaths["uts"], PID: pod.NSPaths["pid"]},
+		PodFiles: spec.PodFiles{
+			Hostname: pod.Files["hostname"], Hosts: pod.Files["hosts"], ResolvConf: pod.Files["resolv.conf"], Shm: pod.ShmPath,
+		},
+		CgroupsPath: filepath.Join(parent, id),
+		TargetPIDNS: targetPID,
+		Seccomp:     s.seccomp,
+		CgroupV2:    s.cgroupV2,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+
+	shim, err := s.shims.Connect(ctx, pod.ID)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: pod shim: %w", name, err)
+	}
+	defer shim.Close()
+	if err := shim.Create(ctx, CreateRequest{
+		ID: id, Spec: ociSpec, LogPath: lp, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Tty: cfg.GetTty(),
+	}); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+	undo = append(undo, func() { _ = shim.Delete(context.Background(), id) })
+	if err := s.meta.PutContainer(rec); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+}
+
+func (s *Server) targetPIDNamespace(ctx context.Context, podID, target string) (string, error) {
+	rec, err := s.findContainer(target)
+	if err != nil {
+		return "", fmt.Errorf("target container: %w", err)
+	}
+	if rec.PodID != podID {
+		return "", errdefs.InvalidArgument("target container %s is in another pod", target)
+	}
+	st, err := s.containerState(ctx, rec)
+	if err != nil {
+		return "", err
+	}
+	if st.Status != StateRunning || st.Pid == 0 {
+		return "", errdefs.FailedPrecondition("target container %s is not running", target)
+	}
+	return fmt.Sprintf("/proc/%d/ns/pid", st.Pid), nil
+}
+
+func (s *Server) findContainer(id string) (*meta.Container, error) {
+	if id == "" {
+		return nil, errdefs.InvalidArgument("container ID is empty")
+	}
+	if rec, err := s.meta.Container(id); err == nil {
+		return rec, nil
+	} else if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	all, err := s.meta.Containers()
+	if err != nil {
+		return nil, err
+	}
+	var found *meta.Container
+	for _, c := range all {
+		if strings.HasPrefix(c.ID, id) {
+			if found != nil {
+				return nil, errdefs.InvalidArgument("container ID prefix %q is ambiguous", id)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, errdefs.NotFound("container %q", id)
+	}
+	return found, nil
+}
+
+func (s *Server) podContainers(podID string) ([]*meta.Container, error) {
+	all, err := s.meta.Containers()
+	if err != nil {
+		return nil, err
+	}
+	var out []*meta.Container
+	for _, c := range all {
+		if c.PodID == podID {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// containerState asks the pod's shim; when the shim is gone, the exit record
+// it wrote is the truth.
+func (s *Server) containerState(ctx context.Context, rec *meta.Container) (ContainerState, error) {
+	shim, err := s.shims.Connect(ctx, rec.PodID)
+	if err == nil {
+		defer shim.Close()
+		st, err := shim.State(ctx, rec.ID)
+		if err == nil {
+			return st, nil
+		}
+		if !errdefs.IsNotFound(err) {
+			return ContainerState{}, err
+		}
+	}
+	if st, ok := s.shims.ExitState(rec.PodID, rec.ID); ok {
+		return st, nil
+	}
+	return ContainerState{Status: StateUnknown, Reason: "Unknown", Message: "the container's shim is gone and left no exit record"}, nil
+}
+
+// StartContainer releases a created container's start barrier.
+func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	rec, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	st, err := s.containerState(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != StateCreated {
+		return nil, errdefs.FailedPrecondition("start container %s: it is %s, not created", rec.ID, st.Status)
+	}
+	shim, err := s.shims.Connect(ctx, rec.PodID)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
+	defer shim.Close()
+	if err := shim.Start(ctx, rec.ID); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
+	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+func stopSignal(cfg *runtimeapi.ContainerConfig, image string) syscall.Signal {
+	if sig := cfg.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		if n := unix.SignalNum(sig.String()); n != 0 {
+			return n
+		}
+	}
+	if image != "" {
+		name := strings.ToUpper(image)
+		if !strings.HasPrefix(name, "SIG") {
+			name = "SIG" + name
+		}
+		if n := unix.SignalNum(name); n != 0 {
+			return n
+		}
+		var num int
+		if _, err := fmt.Sscanf(image, "%d", &num); err == nil && num > 0 {
+			return syscall.Signal(num)
+		}
+	}
+	return unix.SIGTERM
+}
+
+// StopContainer sends the stop signal, waits up to the timeout, then kills
+// every process of the container. Stopping a stopped container succeeds.
+func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	rec, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.stopContainer(ctx, rec, time.Duration(req.GetTimeout())*time.Second); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+func (s *Server) stopContainer(ctx context.Context, rec *meta.Container, timeout time.Duration) error {
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	st, err := s.containerState(ctx, rec)
+	if err != nil {
+		return err
+	}
+	if st.Status != StateRunning && st.Status != StateCreated {
+		return nil
+	}
+	shim, err := s.shims.Connect(ctx, rec.PodID)
+	if err != nil {
+		return fmt.Errorf("stop container %s: %w", rec.ID, err)
+	}
+	defer shim.Close()
+	if st.Status == StateRunning && timeout > 0 {
+		cfg, err := containerConfig(rec)
+		if err != nil {
+			return err
+		}
+		if err := shim.Kill(ctx, rec.ID, int(stopSignal(cfg, rec.StopSignal)), false); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stop container %s: %w", rec.ID, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err = shim.Wait(wctx, rec.ID)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if err := shim.Kill(ctx, rec.ID, int(unix.SIGKILL), true); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stop container %s: kill: %w", rec.ID, err)
+	}
+	if st.Status == StateCreated {
+		// A created container has only its init at the barrier; the kill
+		// ends it without it ever running the user's process.
+		return nil
+	}
+	if _, err := shim.Wait(ctx, rec.ID); err != nil {
+		return fmt.Errorf("stop container %s: wait: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// RemoveContainer kills the container if needed and frees its rootfs, image
+// hold and name. Removing a container that does not exist succeeds.
+func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	rec, err := s.findContainer(req.GetContainerId())
+	if errdefs.IsNotFound(err) {
+		return &runtimeapi.RemoveContainerResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.removeContainer(ctx, rec); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.RemoveContainerResponse{}, nil
+}
+
+func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error {
+	if err := s.stopContainer(ctx, rec, 0); err != nil {
+		return err
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	if shim, err := s.shims.Connect(ctx, rec.PodID); err == nil {
+		err := shim.Delete(ctx, rec.ID)
+		shim.Close()
+		if err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("remove container %s: %w", rec.ID, err)
+		}
+	}
+	if err := s.rootfs.Unmount(ctx, rec.ID); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
+	if err := os.RemoveAll(s.containerDir(rec.ID)); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
+	if err := s.images.Release(ctx, rec.ImageID, rec.ID); err != nil && !errdefs.IsNotFound(err) {
+		s.log.Warn("release image", "container", rec.ID, "image", rec.ImageID, "err", err)
+	}
+	if err := s.meta.DeleteContainer(rec.ID); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	s.ctrNames.release(rec.Name, rec.ID)
+	return nil
+}
+
+func criState(st ContainerState) runtimeapi.ContainerState {
+	switch st.Status {
+	case StateCreated:
+		return runtimeapi.ContainerState_CONTAINER_CREATED
+	case StateRunning:
+		return runtimeapi.ContainerState_CONTAINER_RUNNING
+	case StateExited:
+		return runtimeapi.ContainerState_CONTAINER_EXITED
+	}
+	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+}
+
+func (s *Server) criContainer(ctx context.Context, rec *meta.Container) (*runtimeapi.Container, *runtimeapi.ContainerConfig, ContainerState, error) {
+	cfg, err := containerConfig(rec)
+	if err != nil {
+		return nil, nil, ContainerState{}, err
+	}
+	st, err := s.containerState(ctx, rec)
+	if err != nil {
+		return nil, nil, ContainerState{}, err
+	}
+	return &runtimeapi.Container{
+		Id: rec.ID, PodSandboxId: rec.PodID, Metadata: cfg.GetMetadata(),
+		Image:     &runtimeapi.ImageSpec{Image: rec.ImageName, UserSpecifiedImage: cfg.GetImage().GetImage()},
+		ImageRef:  rec.ImageRef,
+		ImageId:   rec.ImageID,
+		State:     criState(st),
+		CreatedAt: rec.CreatedAt.UnixNano(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+	}, cfg, st, nil
+}
+
+// ContainerStatus reports a container's state, exit code and reason.
+func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	rec, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	c, cfg, st, err := s.criContainer(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	status := &runtimeapi.ContainerStatus{
+		Id: c.Id, Metadata: c.Metadata, State: c.State, CreatedAt: c.CreatedAt,
+		Image: c.Image, ImageRef: c.ImageRef, ImageId: c.ImageId,
+		Labels: c.Labels, Annotations: c.Annotations, Mounts: cfg.GetMounts(), LogPath: rec.LogPath,
+		Reason: st.Reason, Message: st.Message,
+	}
+	if !st.StartedAt.IsZero() {
+		status.StartedAt = st.StartedAt.UnixNano()
+	}
+	if st.Status == StateExited {
+		status.ExitCode = st.ExitCode
+		status.FinishedAt = st.FinishedAt.UnixNano()
+		switch {
+		case st.OOMKilled:
+			status.Reason = "OOMKilled"
+		case st.ExitCode == 0:
+			status.Reason = "Completed"
+		default:
+			status.Reason = "Error"
+		}
+	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: status}
+	if req.GetVerbose() {
+		resp.Info = map[string]string{"info": fmt.Sprintf(`{"pid":%d,"sandboxID":%q,"rootfs":%q}`, st.Pid, rec.PodID, rec.Rootfs)}
+	}
+	return resp, nil
+}
+
+func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {
+	all, err := s.meta.Containers()
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var out []*runtimeapi.Container
+	for _, rec := range all {
+		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
+			continue
+		}
+		if f.GetPodSandboxId() != "" && !strings.HasPrefix(rec.PodID, f.GetPodSandboxId()) {
+			continue
+		}
+		if !matchLabels(f.GetLabelSelector(), rec.Labels) {
+			continue
+		}
+		c, _, _, err := s.criContainer(ctx, rec)
+		if err != nil {
+			s.log.Warn("skip container", "container", rec.ID, "err", err)
+			continue
+		}
+		if f.GetState() != nil && f.GetState().GetState() != c.State {
+			continue
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
+	return out, nil
+}
+
+// ListContainers lists containers matching the filter.
+func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	out, err := s.listContainers(ctx, req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListContainersResponse{Containers: out}, nil
+}
+
+// StreamContainers sends the ListContainers result one container a message.
+func (s *Server) StreamContainers(req *runtimeapi.StreamContainersRequest, stream runtimeapi.RuntimeService_StreamContainersServer) error {
+	out, err := s.listContainers(stream.Context(), req.GetFilter())
+	if err != nil {
+		return err
+	}
+	for _, c := range out {
+		if err := stream.Send(&runtimeapi.StreamContainersResponse{Containers: []*runtimeapi.Container{c}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ExecSync runs a command in a running container and returns its output.
+func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	if len(req.GetCmd()) == 0 {
+		return nil, errdefs.InvalidArgument("exec: command is empty")
+	}
+	rec, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.containerState(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != StateRunning {
+		return nil, errdefs.FailedPrecondition("exec in container %s: it is %s, not running", rec.ID, st.Status)
+	}
+	shim, err := s.shims.Connect(ctx, rec.PodID)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %s: %w", rec.ID, err)
+	}
+	defer shim.Close()
+	stdout, stderr, code, err := shim.ExecSync(ctx, rec.ID, req.GetCmd(), time.Duration(req.GetTimeout())*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %s: %w", rec.ID, err)
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: code}, nil
+}
+
+// ReopenContainerLog has the shim reopen the log file after the kubelet
+// rotated it.
+func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	rec, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.containerState(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != StateRunning {
+		return nil, errdefs.FailedPrecondition("reopen log of container %s: it is %s, not running", rec.ID, st.Status)
+	}
+	shim, err := s.shims.Connect(ctx, rec.PodID)
+	if err != nil {
+		return nil, err
+	}
+	defer shim.Close()
+	if err := shim.ReopenLog(ctx, rec.ID); err != nil {
+		return nil, fmt.Errorf("reopen log of container %s: %w", rec.ID, err)
+	}
+	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}

@@ -1,0 +1,216 @@
+package cri
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/errdefs"
+)
+
+// PodNetworkRequest describes one pod's attachment for the network plugin.
+type PodNetworkRequest struct {
+	PodID, NetNS         string
+	Name, Namespace, UID string
+	PortMappings         []*runtimeapi.PortMapping
+	DNS                  *runtimeapi.DNSConfig
+	Annotations, Labels  map[string]string
+	CgroupParent         string
+}
+
+// PodNetwork attaches pods to the network (the CNI manager).
+type PodNetwork interface {
+	NetworkStatus
+	// Setup attaches the pod and returns its IPs, primary first. On error
+	// nothing of the attachment is left behind.
+	Setup(ctx context.Context, req PodNetworkRequest) ([]string, error)
+	// Teardown detaches the pod; it succeeds when nothing is attached.
+	Teardown(ctx context.Context, req PodNetworkRequest) error
+}
+
+// PodOS creates and removes the kernel resources of a pod: pinned
+// namespaces, the pod's files and its /dev/shm (the sandbox package).
+type PodOS interface {
+	// Create makes the pod's namespaces, files and shm under dir.
+	Create(ctx context.Context, dir string, cfg *runtimeapi.PodSandboxConfig) (spec.Namespaces, spec.PodFiles, error)
+	// Remove undoes Create; it is idempotent.
+	Remove(ctx context.Context, dir string) error
+}
+
+// ContainerState is a container's live state as its shim knows it.
+type ContainerState struct {
+	Status     string // created, running, exited, unknown
+	Pid        int
+	ExitCode   int32
+	StartedAt  time.Time
+	FinishedAt time.Time
+	OOMKilled  bool
+	Reason     string
+	Message    string
+}
+
+// Container states reported by shims.
+const (
+	StateCreated = "created"
+	StateRunning = "running"
+	StateExited  = "exited"
+	StateUnknown = "unknown"
+)
+
+// CreateRequest asks a shim to create a container stopped at its start barrier.
+type CreateRequest struct {
+	ID        string
+	Spec      *specs.Spec
+	LogPath   string
+	Stdin     bool
+	StdinOnce bool
+	Tty       bool
+}
+
+// Shim is the per-pod process that runs a pod's containers.
+type Shim interface {
+	Create(ctx context.Context, req CreateRequest) error
+	Start(ctx context.Context, id string) error
+	Kill(ctx context.Context, id string, sig int, all bool) error
+	State(ctx context.Context, id string) (ContainerState, error)
+	// Wait returns when the container has exited or ctx ends.
+	Wait(ctx context.Context, id string) (ContainerState, error)
+	Delete(ctx context.Context, id string) error
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
+	ReopenLog(ctx context.Context, id string) error
+	// Exec runs cmd in the container with the given stdio until it exits.
+	Exec(ctx context.Context, id string, cmd []string, stdio Stdio) (exitCode int32, err error)
+	// Attach connects to the container's own stdio until it exits or ctx ends.
+	Attach(ctx context.Context, id string, stdio Stdio) error
+	Close() error
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct{ Width, Height uint16 }
+
+// Stdio are the streams of an interactive exec or attach; nil streams are
+// not connected.
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.WriteCloser
+	Tty            bool
+	Resize         <-chan TermSize
+}
+
+// Shims starts and finds the shim of each pod.
+type Shims interface {
+	// Start launches the pod's shim. A non-empty pidNS is the pod's pinned,
+	// still empty PID namespace: the shim starts the pod's init in it first,
+	// as its PID 1, before any container joins.
+	Start(ctx context.Context, podID, pidNS string) (Shim, error)
+	// Connect finds the running shim of a pod, after a daemon restart too.
+	Connect(ctx context.Context, podID string) (Shim, error)
+	// Stop ends a pod's shim and removes its files; idempotent.
+	Stop(ctx context.Context, podID string) error
+	// ExitState reads a container's recorded exit when its shim is gone.
+	ExitState(podID, id string) (ContainerState, bool)
+}
+
+// Rootfs mounts the writable root filesystem of containers.
+type Rootfs interface {
+	// Mount prepares and mounts id's rootfs from the image's layers.
+	Mount(ctx context.Context, id, imageID string) (string, error)
+	// Unmount undoes Mount and frees the writable layer; idempotent.
+	Unmount(ctx context.Context, id string) error
+}
+
+// keyedLocks serialises calls on one pod or container without a global lock.
+type keyedLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// names reserves pod and container names so that two requests for the same
+// metadata cannot both succeed.
+type names struct {
+	mu    sync.Mutex
+	owner map[string]string
+}
+
+func (n *names) reserve(name, id string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.owner == nil {
+		n.owner = map[string]string{}
+	}
+	if other, ok := n.owner[name]; ok && other != id {
+		return errdefs.AlreadyExists("name %q is reserved by %s", name, other)
+	}
+	n.owner[name] = id
+	return nil
+}
+
+func (n *names) release(name, id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.owner[name] == id {
+		delete(n.owner, name)
+	}
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}
+
+func podName(m *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%d", m.GetName(), m.GetNamespace(), m.GetUid(), m.GetAttempt())
+}
+
+func containerName(c *runtimeapi.ContainerMetadata, p *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%s_%d", c.GetName(), p.GetName(), p.GetNamespace(), p.GetUid(), c.GetAttempt())
+}
+
+// matchLabels reports whether labels carry every key/value of selector.
+func matchLabels(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if lv, ok := labels[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,394 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/meta"
+)
+
+// Pod states as persisted.
+const (
+	podReady    = "ready"
+	podNotReady = "notready"
+)
+
+func (s *Server) podDir(id string) string { return filepath.Join(s.stateDir, "pods", id) }
+
+func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
+	m := cfg.GetMetadata()
+	if m == nil || m.Name == "" || m.Namespace == "" || m.Uid == "" {
+		return errdefs.InvalidArgument("pod sandbox metadata needs name, namespace and uid")
+	}
+	for _, pm := range cfg.GetPortMappings() {
+		if pm.ContainerPort <= 0 || pm.ContainerPort > 65535 || pm.HostPort < 0 || pm.HostPort > 65535 {
+			return errdefs.InvalidArgument("port mapping %d -> %d is out of range", pm.HostPort, pm.ContainerPort)
+		}
+	}
+	return nil
+}
+
+func (s *Server) checkHandler(h string) error {
+	if h == "" || h == RuntimeName {
+		return nil
+	}
+	return errdefs.InvalidArgument("runtime handler %q is not configured (known: %q)", h, RuntimeName)
+}
+
+// RunPodSandbox creates a pod's namespaces, files and network and starts its
+// shim. Any failure undoes every earlier step.
+func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (_ *runtimeapi.RunPodSandboxResponse, retErr error) {
+	cfg := req.GetConfig()
+	if err := validatePodConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := s.checkHandler(req.GetRuntimeHandler()); err != nil {
+		return nil, err
+	}
+	if s.shims == nil {
+		return nil, errdefs.Unimplemented("run pod sandbox: this build has no pod shim yet")
+	}
+	id := newID()
+	name := podName(cfg.GetMetadata())
+	if err := s.podNames.reserve(name, id); err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
+	}
+	unlock := s.locks.lock(id)
+	defer unlock()
+
+	var undo []func()
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		// Undo with a fresh context: the caller's may be what failed.
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		s.podNames.release(name, id)
+	}()
+
+	raw, err := protojson.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode pod config: %w", err)
+	}
+	rec := &meta.Pod{
+		ID: id, Name: name, Config: raw, RuntimeHandler: req.GetRuntimeHandler(),
+		State: podNotReady, CreatedAt: time.Now(), NSDir: s.podDir(id),
+		CgroupParent: cfg.GetLinux().GetCgroupParent(),
+		Labels:       cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+	}
+	// The record comes first so that a crash half-way leaves something a
+	// restarted daemon can find and clean up.
+	if err := s.meta.PutPod(rec); err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
+	}
+	undo = append(undo, func() { _ = s.meta.DeletePod(id) })
+
+	if err := os.MkdirAll(s.podDir(id), 0o711); err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
+	}
+	undo = append(undo, func() { _ = os.RemoveAll(s.podDir(id)) })
+
+	ns, files, err := s.podOS.Create(ctx, s.podDir(id), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
+	}
+	undo = append(undo, func() {
+		if err := s.podOS.Remove(context.Background(), s.podDir(id)); err != nil {
+			s.log.Warn("undo pod resources", "pod", id, "err", err)
+		}
+	})
+	rec.NSPaths = map[string]string{"net": ns.Net, "ipc": ns.IPC, "uts": ns.UTS, "pid": ns.PID}
+	rec.ShmPath = files.Shm
+	rec.Files = map[string]string{"hostname": files.Hostname, "hosts": files.Hosts, "resolv.conf": files.ResolvConf}
+
+	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	if !hostNet {
+		if s.network == nil {
+			return nil, errdefs.FailedPrecondition("run pod sandbox %s: no pod network is configured", name)
+		}
+		if err := s.network.Ready(); err != nil {
+			return nil, errdefs.FailedPrecondition("run pod sandbox %s: network not ready: %v", name, err)
+		}
+		nreq := s.netRequest(rec, cfg)
+		// Record the intent before ADD: a crash mid-ADD must still lead to a DEL.
+		rec.NetworkSetUp = true
+		if err := s.meta.PutPod(rec); err != nil {
+			return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
+		}
+		ips, err := s.network.Setup(ctx, nreq)
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox %s: network: %w", name, err)
+		}
+		undo = append(undo, func() {
+			if err := s.network.Teardown(context.Background(), nreq); err != nil {
+				s.log.Warn("undo pod network", "pod", id, "err", err)
+			}
+		})
+		rec.IPs = ips
+	}
+
+	shim, err := s.shims.Start(ctx, id, ns.PID)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, err)
+	}
+	undo = append(undo, func() {
+		_ = shim.Close()
+		if err := s.shims.Stop(context.Background(), id); err != nil {
+			s.log.Warn("undo pod shim", "pod", id, "err", err)
+		}
+	})
+	_ = shim.Close()
+
+	rec.State = podReady
+	if err := s.meta.PutPod(rec); err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+func (s *Server) netRequest(rec *meta.Pod, cfg *runtimeapi.PodSandboxConfig) PodNetworkRequest {
+	return PodNetworkRequest{
+		PodID: rec.ID, NetNS: rec.NSPaths["net"],
+		Name: cfg.GetMetadata().GetName(), Namespace: cfg.GetMetadata().GetNamespace(), UID: cfg.GetMetadata().GetUid(),
+		PortMappings: cfg.GetPortMappings(), DNS: cfg.GetDnsConfig(),
+		Annotations: cfg.GetAnnotations(), Labels: cfg.GetLabels(),
+		CgroupParent: cfg.GetLinux().GetCgroupParent(),
+	}
+}
+
+func podConfig(rec *meta.Pod) (*runtimeapi.PodSandboxConfig, error) {
+	cfg := &runtimeapi.PodSandboxConfig{}
+	if err := protojson.Unmarshal(rec.Config, cfg); err != nil {
+		return nil, fmt.Errorf("pod %s: decode config: %w", rec.ID, err)
+	}
+	return cfg, nil
+}
+
+// findPod resolves a full ID or a unique prefix, as crictl users type them.
+func (s *Server) findPod(id string) (*meta.Pod, error) {
+	if id == "" {
+		return nil, errdefs.InvalidArgument("pod sandbox ID is empty")
+	}
+	if rec, err := s.meta.Pod(id); err == nil {
+		return rec, nil
+	} else if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	pods, err := s.meta.Pods()
+	if err != nil {
+		return nil, err
+	}
+	var found *meta.Pod
+	for _, p := range pods {
+		if strings.HasPrefix(p.ID, id) {
+			if found != nil {
+				return nil, errdefs.InvalidArgument("pod sandbox ID prefix %q is ambiguous", id)
+			}
+			found = p
+		}
+	}
+	if found == nil {
+		return nil, errdefs.NotFound("pod sandbox %q", id)
+	}
+	return found, nil
+}
+
+// StopPodSandbox stops every container of the pod and detaches it from the
+// network. It is idempotent and succeeds for pods already removed.
+func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	rec, err := s.findPod(req.GetPodSandboxId())
+	if errdefs.IsNotFound(err) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.stopPod(ctx, rec); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
+	ctrs, err := s.podContainers(rec.ID)
+	if err != nil {
+		return err
+	}
+	for _, c := range ctrs {
+		if err := s.stopContainer(ctx, c, 0); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stop pod sandbox %s: %w", rec.ID, err)
+		}
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	rec, err = s.meta.Pod(rec.ID)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if rec.NetworkSetUp && s.network != nil {
+		cfg, err := podConfig(rec)
+		if err != nil {
+			return err
+		}
+		if err := s.network.Teardown(ctx, s.netRequest(rec, cfg)); err != nil {
+			return fmt.Errorf("stop pod sandbox %s: network: %w", rec.ID, err)
+		}
+		rec.NetworkSetUp = false
+	}
+	if err := s.shims.Stop(ctx, rec.ID); err != nil {
+		return fmt.Errorf("stop pod sandbox %s: shim: %w", rec.ID, err)
+	}
+	rec.State = podNotReady
+	return s.meta.PutPod(rec)
+}
+
+// RemovePodSandbox stops the pod if needed, removes its containers and frees
+// everything it held. Removing a pod that does not exist succeeds.
+func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	rec, err := s.findPod(req.GetPodSandboxId())
+	if errdefs.IsNotFound(err) {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.stopPod(ctx, rec); err != nil {
+		return nil, err
+	}
+	ctrs, err := s.podContainers(rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ctrs {
+		if err := s.removeContainer(ctx, c); err != nil {
+			return nil, fmt.Errorf("remove pod sandbox %s: %w", rec.ID, err)
+		}
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	if err := s.podOS.Remove(ctx, s.podDir(rec.ID)); err != nil {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", rec.ID, err)
+	}
+	if err := os.RemoveAll(s.podDir(rec.ID)); err != nil {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", rec.ID, err)
+	}
+	if err := s.meta.DeletePod(rec.ID); err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	s.podNames.release(rec.Name, rec.ID)
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+func (s *Server) podSandbox(rec *meta.Pod) (*runtimeapi.PodSandbox, *runtimeapi.PodSandboxConfig, error) {
+	cfg, err := podConfig(rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	state := runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	if rec.State == podReady {
+		state = runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return &runtimeapi.PodSandbox{
+		Id: rec.ID, Metadata: cfg.GetMetadata(), State: state,
+		CreatedAt: rec.CreatedAt.UnixNano(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+		RuntimeHandler: rec.RuntimeHandler,
+	}, cfg, nil
+}
+
+// PodSandboxStatus reports a pod's state, IPs and namespaces.
+func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	rec, err := s.findPod(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	sb, cfg, err := s.podSandbox(rec)
+	if err != nil {
+		return nil, err
+	}
+	st := &runtimeapi.PodSandboxStatus{
+		Id: sb.Id, Metadata: sb.Metadata, State: sb.State, CreatedAt: sb.CreatedAt,
+		Labels: sb.Labels, Annotations: sb.Annotations, RuntimeHandler: sb.RuntimeHandler,
+		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{
+			Options: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(),
+		}},
+		Network: &runtimeapi.PodSandboxNetworkStatus{},
+	}
+	if len(rec.IPs) > 0 && rec.State == podReady {
+		st.Network.Ip = rec.IPs[0]
+		for _, ip := range rec.IPs[1:] {
+			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+		}
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
+	if req.GetVerbose() {
+		resp.Info = map[string]string{"info": fmt.Sprintf(`{"pid":0,"nsPaths":%q,"shm":%q}`, fmt.Sprint(rec.NSPaths), rec.ShmPath)}
+	}
+	return resp, nil
+}
+
+func (s *Server) listPods(f *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
+	recs, err := s.meta.Pods()
+	if err != nil {
+		return nil, fmt.Errorf("list pod sandboxes: %w", err)
+	}
+	var out []*runtimeapi.PodSandbox
+	for _, rec := range recs {
+		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
+			continue
+		}
+		sb, _, err := s.podSandbox(rec)
+		if err != nil {
+			s.log.Warn("skip unreadable pod record", "pod", rec.ID, "err", err)
+			continue
+		}
+		if f.GetState() != nil && f.GetState().GetState() != sb.State {
+			continue
+		}
+		if !matchLabels(f.GetLabelSelector(), sb.Labels) {
+			continue
+		}
+		out = append(out, sb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
+	return out, nil
+}
+
+// ListPodSandbox lists pods matching the filter's ID prefix, state and labels.
+func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	items, err := s.listPods(req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListPodSandboxResponse{Items: items}, nil
+}
+
+// StreamPodSandboxes sends the ListPodSandbox result one pod a message.
+func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, stream runtimeapi.RuntimeService_StreamPodSandboxesServer) error {
+	items, err := s.listPods(req.GetFilter())
+	if err != nil {
+		return err
+	}
+	for _, sb := range items {
+		if err := stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: []*runtimeapi.PodSandbox{sb}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errPodNotReady = errors.New("pod sandbox is not ready")

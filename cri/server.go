@@ -1,0 +1,115 @@
+// Package cri is Skiff's gRPC edge: it implements the kubelet's RuntimeService
+// and ImageService by translating CRI messages into calls on the packages
+// below it, and maps their error kinds to gRPC codes.
+package cri
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
+
+	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/image"
+	"github.com/skiffcri/skiff/meta"
+)
+
+// RuntimeName and RuntimeVersion are reported by Version.
+const (
+	RuntimeName       = "skiff"
+	RuntimeAPIVersion = "v1"
+	kubeAPIVersion    = "0.1.0"
+)
+
+// Version is the daemon's version, set at build time with -ldflags.
+var Version = "0.1.0-dev"
+
+// ImageService is what the CRI edge needs from the image store.
+type ImageService interface {
+	Pull(ctx context.Context, ref string, auth *image.Auth) (image.Image, error)
+	List(ctx context.Context, filter string) ([]image.Image, error)
+	Get(ctx context.Context, ref string) (image.Image, error)
+	Remove(ctx context.Context, ref string) error
+	FsInfo(ctx context.Context) (image.FsUsage, error)
+	// Use and Release keep an image's layers while a container holds them.
+	Use(ctx context.Context, imageID, holder string) error
+	Release(ctx context.Context, imageID, holder string) error
+}
+
+// NetworkStatus reports whether pod networking can be set up.
+type NetworkStatus interface {
+	// Ready returns nil when a network config is loaded, else the reason.
+	Ready() error
+}
+
+// Options are the services a Server is built from.
+type Options struct {
+	Images ImageService
+	// Network is nil when no CNI manager runs: NetworkReady is false and
+	// only host-network pods can run.
+	Network      PodNetwork
+	PodOS        PodOS
+	Shims        Shims
+	Rootfs       Rootfs
+	Meta         *meta.Store
+	Seccomp      spec.SeccompProfiles
+	StateDir     string
+	CgroupDriver string
+	CgroupV2     bool
+	Log          *slog.Logger
+}
+
+// Server implements runtimeapi.RuntimeServiceServer and ImageServiceServer.
+// RPCs that are not implemented yet answer codes.Unimplemented through the
+// embedded Unimplemented servers.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	images       ImageService
+	network      PodNetwork
+	podOS        PodOS
+	shims        Shims
+	rootfs       Rootfs
+	meta         *meta.Store
+	seccomp      spec.SeccompProfiles
+	stateDir     string
+	cgroupDriver string
+	cgroupV2     bool
+	log          *slog.Logger
+
+	streams streaming.Server
+
+	locks    keyedLocks
+	podNames names
+	ctrNames names
+}
+
+// New builds a Server from its dependencies.
+func New(opts Options) *Server {
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{
+		images:       opts.Images,
+		network:      opts.Network,
+		podOS:        opts.PodOS,
+		shims:        opts.Shims,
+		rootfs:       opts.Rootfs,
+		meta:         opts.Meta,
+		seccomp:      opts.Seccomp,
+		stateDir:     opts.StateDir,
+		cgroupDriver: opts.CgroupDriver,
+		cgroupV2:     opts.CgroupV2,
+		log:          log,
+	}
+}
+
+// Register adds both CRI services to g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}

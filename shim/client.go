@@ -1,0 +1,248 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skiffcri/skiff/errdefs"
+)
+
+// maxResponse bounds one response: two capped exec streams, base64 encoded,
+// plus room for the rest.
+const maxResponse = 3*MaxExecOutput + 1<<20
+
+// Client talks to one shim. It holds no connection between calls (every
+// request dials afresh), so it is safe for concurrent use and survives a
+// shim restart of its socket without reconnecting.
+type Client struct {
+	dir  string
+	sock string
+	info Info
+}
+
+// StartOptions says how to launch a shim.
+type StartOptions struct {
+	// Binary is the skiff-shim executable.
+	Binary string
+	// Dir is the shim directory (created if missing).
+	Dir string
+	// PodID is the pod the shim serves.
+	PodID string
+	// Args are extra daemon flags (for example the executor's state root).
+	Args []string
+	// Env is the daemon's environment; nil means a minimal PATH only, so
+	// nothing of skiffd's environment leaks into containers' helpers.
+	Env []string
+}
+
+// Start launches a shim daemon for a pod and returns a client once its
+// socket answers. The daemon runs in its own session and is re-parented away
+// from the caller (the launcher process forks it and exits), so the caller
+// never needs to wait for it and may die without affecting it. If a shim
+// already serves Dir, Start returns a client for it.
+func Start(ctx context.Context, o StartOptions) (*Client, error) {
+	if o.Binary == "" || o.Dir == "" || o.PodID == "" {
+		return nil, errdefs.InvalidArgument("shim start needs Binary, Dir and PodID")
+	}
+	if c, err := Connect(ctx, o.Dir); err == nil {
+		if c.info.PodID != o.PodID {
+			return nil, errdefs.AlreadyExists("shim in %s serves pod %q, not %q", o.Dir, c.info.PodID, o.PodID)
+		}
+		return c, nil
+	}
+	if err := os.MkdirAll(o.Dir, 0o711); err != nil {
+		return nil, err
+	}
+	args := append([]string{"daemon", "--dir", o.Dir, "--pod", o.PodID}, o.Args...)
+	cmd := exec.CommandContext(ctx, o.Binary, args...)
+	cmd.Env = o.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	// The launcher exits as soon as the daemon is ready (or failed).
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("start shim for pod %q: %w: %s", o.PodID, err, strings.TrimSpace(out.String()))
+	}
+	return Connect(ctx, o.Dir)
+}
+
+// Connect returns a client for the shim serving dir, checking that it
+// answers. It wraps errdefs.ErrUnavailable when no shim is there (for
+// example it died; its containers' exit records can still be read with
+// ReadExitFile).
+func Connect(ctx context.Context, dir string) (*Client, error) {
+	c := &Client{dir: dir, sock: filepath.Join(dir, SocketName)}
+	var resp response
+	if err := c.call(ctx, &request{Op: opPing}, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Info == nil {
+		return nil, fmt.Errorf("shim at %s: ping without info", c.sock)
+	}
+	c.info = *resp.Info
+	return c, nil
+}
+
+// Dir returns the shim directory.
+func (c *Client) Dir() string { return c.dir }
+
+// Info returns what the shim reported when the client connected.
+func (c *Client) Info() Info { return c.info }
+
+// Pid returns the shim process id.
+func (c *Client) Pid() int { return c.info.Pid }
+
+// call sends req and decodes the response into resp. Cancelling ctx closes
+// the connection, which also cancels the request in the shim.
+func (c *Client) call(ctx context.Context, req *request, resp *response) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.sock)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errdefs.Unavailable("shim at %s: %v", c.sock, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode shim request %s: %w", req.Op, err)
+	}
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return c.ioErr(ctx, req, err)
+	}
+	if err := json.NewDecoder(io.LimitReader(conn, maxResponse)).Decode(resp); err != nil {
+		return c.ioErr(ctx, req, err)
+	}
+	return fromWire(resp.Error)
+}
+
+func (c *Client) ioErr(ctx context.Context, req *request, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return errdefs.Unavailable("shim at %s closed during %s: %v", c.sock, req.Op, err)
+	}
+	return fmt.Errorf("shim at %s, %s: %w", c.sock, req.Op, err)
+}
+
+func (c *Client) stateCall(ctx context.Context, req *request) (ContainerState, error) {
+	var resp response
+	if err := c.call(ctx, req, &resp); err != nil {
+		return ContainerState{}, err
+	}
+	if resp.State == nil {
+		return ContainerState{}, fmt.Errorf("shim %s: %s answer without state", c.sock, req.Op)
+	}
+	return *resp.State, nil
+}
+
+// CreateContainer creates a container stopped at its start barrier. Its
+// output is already being logged from here on.
+func (c *Client) CreateContainer(ctx context.Context, req CreateRequest) (ContainerState, error) {
+	return c.stateCall(ctx, &request{Op: opCreate, Create: &req})
+}
+
+// StartContainer releases the container's start barrier.
+func (c *Client) StartContainer(ctx context.Context, id string) (ContainerState, error) {
+	return c.stateCall(ctx, &request{Op: opStart, ID: id})
+}
+
+// KillContainer sends sig to the container's init, or with all to every
+// process of the container. Signalling an exited container succeeds.
+func (c *Client) KillContainer(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	return c.call(ctx, &request{Op: opKill, ID: id, Signal: int(sig), All: all}, &response{})
+}
+
+// ContainerState returns the shim's view of one container.
+func (c *Client) ContainerState(ctx context.Context, id string) (ContainerState, error) {
+	return c.stateCall(ctx, &request{Op: opState, ID: id})
+}
+
+// DeleteContainer forgets an exited or created (never started) container
+// and removes its default state directory. A running container gives
+// errdefs.ErrFailedPrecondition: kill it and Wait first.
+func (c *Client) DeleteContainer(ctx context.Context, id string) error {
+	return c.call(ctx, &request{Op: opDelete, ID: id}, &response{})
+}
+
+// Wait blocks until the container has exited and its exit record is on
+// disk, then returns its final state.
+func (c *Client) Wait(ctx context.Context, id string) (ContainerState, error) {
+	return c.stateCall(ctx, &request{Op: opWait, ID: id})
+}
+
+// ExecSync runs a command in a running container and returns its output
+// (each stream capped at MaxExecOutput) and exit code. A timeout gives an
+// error wrapping context.DeadlineExceeded after the command was killed.
+func (c *Client) ExecSync(ctx context.Context, req ExecSyncRequest) (ExecSyncResult, error) {
+	var resp response
+	if err := c.call(ctx, &request{Op: opExecSync, Exec: &req}, &resp); err != nil {
+		return ExecSyncResult{}, err
+	}
+	if resp.Exec == nil {
+		return ExecSyncResult{}, fmt.Errorf("shim %s: exec answer without result", c.sock)
+	}
+	return *resp.Exec, nil
+}
+
+// ReopenLog closes and reopens the container's log file, after the kubelet
+// renamed it for rotation.
+func (c *Client) ReopenLog(ctx context.Context, id string) error {
+	return c.call(ctx, &request{Op: opReopen, ID: id}, &response{})
+}
+
+// ListContainers returns every container the shim holds, oldest first.
+func (c *Client) ListContainers(ctx context.Context) ([]ContainerState, error) {
+	var resp response
+	if err := c.call(ctx, &request{Op: opList}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.States, nil
+}
+
+// Shutdown stops the shim. It fails with errdefs.ErrFailedPrecondition
+// while a container is created or running. It returns once the shim's
+// process has gone (or ctx ends).
+func (c *Client) Shutdown(ctx context.Context) error {
+	if err := c.call(ctx, &request{Op: opShutdown}, &response{}); err != nil {
+		return err
+	}
+	for {
+		if err := syscall.Kill(c.info.Pid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		// A zombie (the caller is still the parent, as in tests) counts
+		// as gone.
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.info.Pid)); err != nil || zombie(b) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func zombie(stat []byte) bool {
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
+}

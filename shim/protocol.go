@@ -1,0 +1,221 @@
+// Package shim holds skiff-shim, the long-lived per-pod process that owns the
+// pod's containers while skiffd comes and goes, and the client skiffd uses to
+// talk to it.
+//
+// The shim is a child subreaper: it launches containers through a Runtime
+// (the oci executor in production), reaps every process that ends below it,
+// writes container stdout and stderr to the kubelet's log file in the CRI
+// format (package crilog), and records each exit in <state dir>/exit.json
+// with fsync before any client hears of it. It never depends on skiffd: a
+// killed daemon reconnects with Connect and finds the containers still
+// running and still logging, or reads the exit records.
+//
+// # Protocol
+//
+// One request per connection on the unix socket <dir>/shim.sock: the client
+// writes one JSON object (a request) followed by a newline, the shim answers
+// with one JSON object (a response) and closes the connection. A client that
+// closes its end early cancels the request (Wait, ExecSync). Errors carry a
+// kind ("not_found", "already_exists", "invalid_argument",
+// "failed_precondition", "unavailable", "deadline_exceeded") that the client
+// maps back onto the errdefs sentinels.
+package shim
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiffcri/skiff/errdefs"
+)
+
+// File names inside a shim directory.
+const (
+	SocketName  = "shim.sock"
+	PidFileName = "shim.pid"
+	LogFileName = "shim.log"
+	// ExitFileName is the exit record inside a container's state directory.
+	ExitFileName = "exit.json"
+)
+
+// MaxExecOutput caps each of stdout and stderr of ExecSync, like the kubelet
+// (16 MiB); output beyond it is read and dropped.
+const MaxExecOutput = 16 << 20
+
+// maxRequest bounds one request line (a runtime spec is a few KiB; 8 MiB
+// leaves room for very large env or annotation sets).
+const maxRequest = 8 << 20
+
+// Status is a container's lifecycle state as the shim sees it.
+type Status string
+
+// Container states.
+const (
+	StatusCreated Status = "created"
+	StatusRunning Status = "running"
+	StatusExited  Status = "exited"
+)
+
+// Exit reasons, as the kubelet expects them in ContainerStatus.Reason.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+)
+
+// CreateRequest describes a container to create. The rootfs must already be
+// mounted by the caller; the shim passes it and the spec to the Runtime.
+type CreateRequest struct {
+	ID string `json:"id"`
+	// Spec is the runtime spec; Spec.Process.Terminal must match Tty.
+	Spec *specs.Spec `json:"spec"`
+	// Rootfs is the mounted root filesystem (Spec.Root.Path is ignored).
+	Rootfs string `json:"rootfs"`
+	// LogPath is the CRI log file (absolute; its directory must exist).
+	// Empty means the output is read and dropped.
+	LogPath string `json:"logPath,omitempty"`
+	// StateDir receives exit.json; empty means <shim dir>/<id>. It is
+	// created if missing.
+	StateDir string `json:"stateDir,omitempty"`
+	// Stdin keeps a pipe open on the container's stdin (for attach); without
+	// it stdin is /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+	// StdinOnce closes the container's stdin after the first attach ends.
+	StdinOnce bool `json:"stdinOnce,omitempty"`
+	// Tty gives the container a terminal; its output is logged as stdout.
+	Tty bool `json:"tty,omitempty"`
+}
+
+// ContainerState is what the shim knows about one container.
+type ContainerState struct {
+	ID         string    `json:"id"`
+	Status     Status    `json:"status"`
+	Pid        int       `json:"pid,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// ExitCode is the exit status, or 128+signal when a signal killed it.
+	ExitCode int `json:"exitCode"`
+	// Signal is the signal that killed the process, 0 if it exited.
+	Signal    int    `json:"signal,omitempty"`
+	OOMKilled bool   `json:"oomKilled,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	LogPath   string `json:"logPath,omitempty"`
+	StateDir  string `json:"stateDir,omitempty"`
+}
+
+// ExecSyncRequest runs a command in a running container and collects its
+// output.
+type ExecSyncRequest struct {
+	ID  string   `json:"id"`
+	Cmd []string `json:"cmd"`
+	// Process, when set, is the full process spec (env, cwd, user, caps);
+	// Cmd then replaces its Args. When nil the container's own process
+	// spec is used with Args = Cmd.
+	Process *specs.Process `json:"process,omitempty"`
+	// Timeout kills the command after the duration; 0 means no timeout.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// ExecSyncResult is the outcome of ExecSync; each stream is capped at
+// MaxExecOutput bytes.
+type ExecSyncResult struct {
+	Stdout   []byte `json:"stdout,omitempty"`
+	Stderr   []byte `json:"stderr,omitempty"`
+	ExitCode int    `json:"exitCode"`
+}
+
+// Info identifies a running shim.
+type Info struct {
+	Pid   int    `json:"pid"`
+	PodID string `json:"podID"`
+	Dir   string `json:"dir"`
+}
+
+// Operations.
+const (
+	opPing     = "ping"
+	opCreate   = "create"
+	opStart    = "start"
+	opKill     = "kill"
+	opState    = "state"
+	opDelete   = "delete"
+	opWait     = "wait"
+	opExecSync = "execSync"
+	opReopen   = "reopenLog"
+	opList     = "list"
+	opShutdown = "shutdown"
+)
+
+type request struct {
+	Op     string           `json:"op"`
+	ID     string           `json:"id,omitempty"`
+	Signal int              `json:"signal,omitempty"`
+	All    bool             `json:"all,omitempty"`
+	Create *CreateRequest   `json:"create,omitempty"`
+	Exec   *ExecSyncRequest `json:"exec,omitempty"`
+}
+
+type response struct {
+	Error  *wireError       `json:"error,omitempty"`
+	Info   *Info            `json:"info,omitempty"`
+	State  *ContainerState  `json:"state,omitempty"`
+	States []ContainerState `json:"states,omitempty"`
+	Exec   *ExecSyncResult  `json:"exec,omitempty"`
+}
+
+type wireError struct {
+	Kind    string `json:"kind,omitempty"`
+	Message string `json:"message"`
+}
+
+var kinds = []struct {
+	name string
+	err  error
+}{
+	{"not_found", errdefs.ErrNotFound},
+	{"already_exists", errdefs.ErrAlreadyExists},
+	{"invalid_argument", errdefs.ErrInvalidArgument},
+	{"failed_precondition", errdefs.ErrFailedPrecondition},
+	{"unavailable", errdefs.ErrUnavailable},
+	{"deadline_exceeded", context.DeadlineExceeded},
+}
+
+func toWire(err error) *wireError {
+	if err == nil {
+		return nil
+	}
+	we := &wireError{Message: err.Error()}
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			we.Kind = k.name
+			break
+		}
+	}
+	return we
+}
+
+// RemoteError is an error returned by the shim. It unwraps to the errdefs
+// sentinel (or context.DeadlineExceeded) of its kind.
+type RemoteError struct {
+	Message string
+	kind    error
+}
+
+func (e *RemoteError) Error() string { return "shim: " + e.Message }
+func (e *RemoteError) Unwrap() error { return e.kind }
+
+func fromWire(we *wireError) error {
+	if we == nil {
+		return nil
+	}
+	re := &RemoteError{Message: we.Message}
+	for _, k := range kinds {
+		if k.name == we.Kind {
+			re.kind = k.err
+		}
+	}
+	return re
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
@@ -206,7 +207,7 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (_ *Result, retEr
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		defer cancel()
-		if err := m.cni.DelNetworkList(dctx, list, rt); err != nil {
+		if err := m.del(dctx, list, rt); err != nil {
 			// Keep the record: a later Teardown or GC retries the DEL.
 			retErr = errors.Join(retErr, fmt.Errorf("cni: pod %s: undo failed ADD: %w", req.PodID, err))
 			return
@@ -260,7 +261,7 @@ func (m *Manager) Teardown(ctx context.Context, req SetupRequest) error {
 			continue
 		}
 		rt := &libcni.RuntimeConf{ContainerID: a.ContainerID, NetNS: delNetNS(a.NetNS, req.NetNS), IfName: a.IfName, Args: a.CniArgs, CapabilityArgs: a.CapabilityArgs}
-		if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+		if err := m.del(ctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("delete network %q: %w", a.Network, err))
 		}
 	}
@@ -277,13 +278,87 @@ func (m *Manager) teardownRecord(ctx context.Context, rec *record, netns string)
 	}
 	rt := rec.runtimeConf()
 	rt.NetNS = delNetNS(rec.NetNS, netns)
-	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+	if err := m.del(ctx, list, rt); err != nil {
 		return fmt.Errorf("cni: pod %s: delete network %q: %w", rec.PodID, list.Name, err)
 	}
 	if err := m.removeRecord(rec.PodID, rec.IfName); err != nil {
 		return fmt.Errorf("cni: pod %s: %w", rec.PodID, err)
 	}
 	return nil
+}
+
+// del runs DEL for the whole list. libcni stops at the first plugin that
+// fails, which would leave the state of every plugin before it in the list
+// (IP allocation, veth, masquerade rules) behind; so when that happens every
+// plugin's DEL is run again, independently, in reverse order. A plugin whose
+// binary cannot be found holds no state we could release and is skipped; in
+// particular the plugin whose absence made ADD fail never ran.
+func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	err := m.cni.DelNetworkList(ctx, list, rt)
+	if err == nil {
+		return nil
+	}
+	// The result ADD cached, if any, in the list's version: plugins may
+	// need it (prevResult) to find what they created.
+	prev, perr := m.cni.GetNetworkListCachedResult(list, rt)
+	if perr != nil {
+		prev = nil
+	}
+	var errs []error
+	for i := len(list.Plugins) - 1; i >= 0; i-- {
+		p := list.Plugins[i]
+		path, ferr := invoke.FindInPath(p.Network.Type, m.binDirs)
+		if ferr != nil {
+			continue
+		}
+		conf, cerr := pluginConf(list, p, prev, rt)
+		if cerr != nil {
+			errs = append(errs, fmt.Errorf("plugin %q: %w", p.Network.Type, cerr))
+			continue
+		}
+		args := &invoke.Args{
+			Command:     "DEL",
+			ContainerID: rt.ContainerID,
+			NetNS:       rt.NetNS,
+			PluginArgs:  rt.Args,
+			IfName:      rt.IfName,
+			Path:        strings.Join(m.binDirs, string(os.PathListSeparator)),
+		}
+		if xerr := invoke.ExecPluginWithoutResult(ctx, path, conf, args, nil); xerr != nil {
+			errs = append(errs, fmt.Errorf("plugin %q failed (delete): %w", p.Network.Type, xerr))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// Every plugin is done: drop libcni's cached result, which a list
+	// without plugins does and nothing more.
+	empty := &libcni.NetworkConfigList{Name: list.Name, CNIVersion: list.CNIVersion}
+	return m.cni.DelNetworkList(ctx, empty, rt)
+}
+
+// pluginConf builds the stdin of one plugin of list the way libcni does for
+// a list: network name and version, prevResult, and the runtimeConfig
+// capabilities the plugin declares.
+func pluginConf(list *libcni.NetworkConfigList, p *libcni.PluginConfig, prev types.Result, rt *libcni.RuntimeConf) ([]byte, error) {
+	inject := map[string]any{"name": list.Name, "cniVersion": list.CNIVersion}
+	if prev != nil {
+		inject["prevResult"] = prev
+	}
+	rc := map[string]any{}
+	for c, ok := range p.Network.Capabilities {
+		if v, have := rt.CapabilityArgs[c]; ok && have {
+			rc[c] = v
+		}
+	}
+	if len(rc) > 0 {
+		inject["runtimeConfig"] = rc
+	}
+	conf, err := libcni.InjectConf(p, inject)
+	if err != nil {
+		return nil, err
+	}
+	return conf.Bytes, nil
 }
 
 // delNetNS picks the netns path for DEL: the caller's if given, else the
@@ -389,7 +464,7 @@ func (m *Manager) GC(ctx context.Context, validPodIDs []string) error {
 			continue
 		}
 		rt := &libcni.RuntimeConf{ContainerID: a.ContainerID, NetNS: delNetNS(a.NetNS, ""), IfName: a.IfName, Args: a.CniArgs, CapabilityArgs: a.CapabilityArgs}
-		if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+		if err := m.del(ctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("cni: gc: delete stale attachment of pod %s: %w", a.ContainerID, err))
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/skiffcri/skiff/errdefs"
 )
 
-
 func writeFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {

@@ -1,0 +1,468 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// mountError names the step that failed, e.g. "mount proc on /proc: permission denied".
+func mountError(src, dest, typ string, err error) error {
+	if typ == "" || typ == "bind" {
+		return fmt.Errorf("mount %s on %s: %w", src, dest, err)
+	}
+	return fmt.Errorf("mount %s on %s (%s): %w", src, dest, typ, err)
+}
+
+// defaultDevices are created in every container, as the runtime-spec
+// requires.
+var defaultDevices = []specs.LinuxDevice{
+	{Path: "/dev/null", Type: "c", Major: 1, Minor: 3, FileMode: fileMode(0o666)},
+	{Path: "/dev/zero", Type: "c", Major: 1, Minor: 5, FileMode: fileMode(0o666)},
+	{Path: "/dev/full", Type: "c", Major: 1, Minor: 7, FileMode: fileMode(0o666)},
+	{Path: "/dev/random", Type: "c", Major: 1, Minor: 8, FileMode: fileMode(0o666)},
+	{Path: "/dev/urandom", Type: "c", Major: 1, Minor: 9, FileMode: fileMode(0o666)},
+	{Path: "/dev/tty", Type: "c", Major: 5, Minor: 0, FileMode: fileMode(0o666)},
+}
+
+func fileMode(m os.FileMode) *os.FileMode { return &m }
+
+// defaultDevSymlinks point the usual /dev names at /proc.
+var defaultDevSymlinks = [][2]string{
+	{"/proc/self/fd", "/dev/fd"},
+	{"/proc/self/fd/0", "/dev/stdin"},
+	{"/proc/self/fd/1", "/dev/stdout"},
+	{"/proc/self/fd/2", "/dev/stderr"},
+	{"/proc/kcore", "/dev/core"},
+}
+
+// setupRootfs prepares the container's mount tree and pivots into it.
+// Runs in the container's new mount namespace.
+func setupRootfs(cfg *initConfig) error {
+	spec := cfg.Spec
+	rootfs, err := filepath.EvalSymlinks(cfg.Rootfs)
+	if err != nil {
+		return fmt.Errorf("resolve rootfs: %w", err)
+	}
+	// Stop our mounts from propagating to the host. A shared rootfs
+	// propagation is applied only after pivot_root, which refuses a shared
+	// parent mount.
+	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	var after uintptr
+	if rp := spec.Linux.RootfsPropagation; rp != "" {
+		p, ok := propagationOpts[rp]
+		if !ok {
+			return fmt.Errorf("unknown rootfsPropagation %q", rp)
+		}
+		if p&unix.MS_SHARED != 0 {
+			after = p
+		} else {
+			prop = p
+		}
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return mountError("", "/", "propagation", err)
+	}
+	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return mountError(rootfs, rootfs, "bind", err)
+	}
+	cgroupMounts, err := hostCgroupMounts(spec.Mounts)
+	if err != nil {
+		return err
+	}
+	for _, m := range spec.Mounts {
+		if err := mountEntry(rootfs, m, cgroupMounts); err != nil {
+			return err
+		}
+	}
+	if err := createDevices(rootfs, spec); err != nil {
+		return err
+	}
+	if err := pivotRoot(rootfs); err != nil {
+		return err
+	}
+	if after != 0 {
+		if err := unix.Mount("", "/", "", after, ""); err != nil {
+			return mountError("", "/", "propagation", err)
+		}
+	}
+	return nil
+}
+
+// createMountpoint makes dest a directory or an empty file.
+func createMountpoint(dest string, dir bool) error {
+	if dir {
+		return os.MkdirAll(dest, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	return createFile(dest)
+}
+
+func createFile(p string) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		if errors.Is(err, unix.EISDIR) {
+			return nil
+		}
+		return err
+	}
+	return f.Close()
+}
+
+// keptFlags are the per-mount flags a bind remount must repeat, or the
+// kernel clears them (and refuses, if they are locked).
+const keptFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME
+
+// remountBind changes the flags of the bind mount at dest, keeping the
+// flags it already has unless clear names them.
+func remountBind(dest string, flags, clear uintptr) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dest, &st); err != nil {
+		return &os.PathError{Op: "statfs", Path: dest, Err: err}
+	}
+	flags |= uintptr(st.Flags) & keptFlags &^ clear
+	if err := unix.Mount("", dest, "", unix.MS_BIND|unix.MS_REMOUNT|flags, ""); err != nil {
+		return mountError("", dest, "remount", err)
+	}
+	return nil
+}
+
+// remountReadonly makes the mount at dest read-only.
+func remountReadonly(dest string) error {
+	return remountBind(dest, unix.MS_RDONLY, 0)
+}
+
+// mountEntry performs one spec mount under rootfs (before pivot_root).
+func mountEntry(rootfs string, m specs.Mount, cgroupMounts []*mountinfo.Info) error {
+	opts := parseMountOptions(m.Options)
+	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
+	if err != nil {
+		return fmt.Errorf("resolve mount destination %s: %w", m.Destination, err)
+	}
+	switch {
+	case m.Type == "bind" || opts.isBind():
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("bind mount source for %s: %w", m.Destination, err)
+		}
+		if err := createMountpoint(dest, fi.IsDir()); err != nil {
+			return fmt.Errorf("create mountpoint %s: %w", m.Destination, err)
+		}
+		if err := unix.Mount(m.Source, dest, "", unix.MS_BIND|(opts.flags&unix.MS_REC), ""); err != nil {
+			return mountError(m.Source, m.Destination, "bind", err)
+		}
+		if rest := opts.flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 || opts.clearFlags != 0 {
+			if err := remountBind(dest, rest, opts.clearFlags); err != nil {
+				return fmt.Errorf("bind mount %s: %w", m.Destination, err)
+			}
+		}
+	case m.Type == "cgroup" || m.Type == "cgroup2":
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return fmt.Errorf("create mountpoint %s: %w", m.Destination, err)
+		}
+		if err := mountCgroup(dest, m, opts, cgroupMounts); err != nil {
+			return err
+		}
+	default:
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return fmt.Errorf("create mountpoint %s: %w", m.Destination, err)
+		}
+		if err := unix.Mount(m.Source, dest, m.Type, opts.flags, opts.data); err != nil {
+			return mountError(m.Source, m.Destination, m.Type, err)
+		}
+	}
+	for _, p := range opts.propagation {
+		if err := unix.Mount("", dest, "", p, ""); err != nil {
+			return mountError("", m.Destination, "propagation", err)
+		}
+	}
+	if opts.recSet != 0 || opts.recClr != 0 {
+		attr := unix.MountAttr{Attr_set: opts.recSet, Attr_clr: opts.recClr}
+		if err := unix.MountSetattr(-1, dest, unix.AT_RECURSIVE, &attr); err != nil {
+			return fmt.Errorf("mount_setattr(AT_RECURSIVE) on %s: %w", m.Destination, err)
+		}
+	}
+	return nil
+}
+
+// hostCgroupMounts lists the cgroup hierarchies mounted under
+// /sys/fs/cgroup, needed only when the spec mounts a cgroup filesystem.
+func hostCgroupMounts(mounts []specs.Mount) ([]*mountinfo.Info, error) {
+	need := false
+	for _, m := range mounts {
+		if m.Type == "cgroup" || m.Type == "cgroup2" {
+			need = true
+		}
+	}
+	if !need {
+		return nil, nil
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return nil, fmt.Errorf("read host cgroup mounts: %w", err)
+	}
+	var out []*mountinfo.Info
+	for _, m := range ms {
+		if filepath.Dir(m.Mountpoint) == "/sys/fs/cgroup" || m.Mountpoint == "/sys/fs/cgroup" {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// mountCgroup mounts the cgroup filesystem the way the host has it: one
+// cgroup2 mount on a unified host; on a v1 or hybrid host a tmpfs holding
+// one mount per hierarchy plus the host's alias symlinks (cpu -> cpu,cpuacct).
+// In a new cgroup namespace each mount shows the container's own cgroup as
+// its root.
+func mountCgroup(dest string, m specs.Mount, opts mountOpts, host []*mountinfo.Info) error {
+	flags := opts.flags
+	for _, h := range host {
+		if h.Mountpoint == "/sys/fs/cgroup" && h.FSType == "cgroup2" {
+			if err := unix.Mount("cgroup2", dest, "cgroup2", flags, ""); err != nil {
+				return mountError("cgroup2", m.Destination, "cgroup2", err)
+			}
+			return nil
+		}
+	}
+	if err := unix.Mount("tmpfs", dest, "tmpfs", flags&^unix.MS_RDONLY, "mode=755"); err != nil {
+		return mountError("tmpfs", m.Destination, "tmpfs", err)
+	}
+	for _, h := range host {
+		if h.Mountpoint == "/sys/fs/cgroup" {
+			continue
+		}
+		sub := filepath.Join(dest, filepath.Base(h.Mountpoint))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return err
+		}
+		var data []string
+		if h.FSType == "cgroup" {
+			for _, o := range strings.Split(h.VFSOptions, ",") {
+				if o == "rw" || o == "ro" || (strings.Contains(o, "=") && !strings.HasPrefix(o, "name=")) {
+					continue
+				}
+				data = append(data, o)
+			}
+		}
+		if err := unix.Mount(h.FSType, sub, h.FSType, flags, strings.Join(data, ",")); err != nil {
+			return mountError(h.FSType, filepath.Join(m.Destination, filepath.Base(h.Mountpoint)), h.FSType, err)
+		}
+	}
+	entries, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Type()&os.ModeSymlink == 0 {
+			continue
+		}
+		target, err := os.Readlink(filepath.Join("/sys/fs/cgroup", e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(target, filepath.Join(dest, e.Name())); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	if flags&unix.MS_RDONLY != 0 {
+		if err := unix.Mount("", dest, "", unix.MS_REMOUNT|flags, "mode=755"); err != nil {
+			return mountError("tmpfs", m.Destination, "remount", err)
+		}
+	}
+	return nil
+}
+
+// createDevices creates the default and the spec's device nodes and the
+// /dev symlinks under rootfs (before pivot_root).
+func createDevices(rootfs string, spec *specs.Spec) error {
+	devs := make([]specs.LinuxDevice, 0, len(defaultDevices)+len(spec.Linux.Devices))
+	seen := map[string]bool{}
+	for _, d := range spec.Linux.Devices {
+		seen[d.Path] = true
+		devs = append(devs, d)
+	}
+	for _, d := range defaultDevices {
+		if !seen[d.Path] {
+			devs = append(devs, d)
+		}
+	}
+	for _, d := range devs {
+		if err := createDevice(rootfs, d); err != nil {
+			return err
+		}
+	}
+	for _, l := range defaultDevSymlinks {
+		dst, err := securejoin.SecureJoin(rootfs, l[1])
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(l[0], dst); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("symlink %s: %w", l[1], err)
+		}
+	}
+	for _, m := range spec.Mounts {
+		if filepath.Clean(m.Destination) == "/dev/pts" && m.Type == "devpts" {
+			ptmx := filepath.Join(rootfs, "dev/ptmx")
+			if err := os.Remove(ptmx); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			if err := os.Symlink("pts/ptmx", ptmx); err != nil {
+				return fmt.Errorf("symlink /dev/ptmx: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func createDevice(rootfs string, d specs.LinuxDevice) error {
+	dest, err := securejoin.SecureJoin(rootfs, d.Path)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(dest); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	var mode uint32
+	switch d.Type {
+	case "c", "u":
+		mode = unix.S_IFCHR
+	case "b":
+		mode = unix.S_IFBLK
+	case "p":
+		mode = unix.S_IFIFO
+	default:
+		return fmt.Errorf("device %s: unknown type %q", d.Path, d.Type)
+	}
+	perm := uint32(0o666)
+	if d.FileMode != nil {
+		perm = uint32(d.FileMode.Perm())
+	}
+	err = unix.Mknod(dest, mode|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
+	if errors.Is(err, unix.EPERM) {
+		// No CAP_MKNOD (or a nodev /dev): bind the host's node instead.
+		if err := createFile(dest); err != nil {
+			return err
+		}
+		if err := unix.Mount(d.Path, dest, "", unix.MS_BIND, ""); err != nil {
+			return mountError(d.Path, d.Path, "bind", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return &os.PathError{Op: "mknod", Path: d.Path, Err: err}
+	}
+	uid, gid := -1, -1
+	if d.UID != nil {
+		uid = int(*d.UID)
+	}
+	if d.GID != nil {
+		gid = int(*d.GID)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := unix.Lchown(dest, uid, gid); err != nil {
+			return &os.PathError{Op: "chown", Path: d.Path, Err: err}
+		}
+	}
+	return nil
+}
+
+// pivotRoot makes rootfs the root with pivot_root(".", ".") and detaches
+// the old root stacked beneath it, so no directory for the old root is
+// needed. Where pivot_root is impossible (EINVAL: rootfs on ramfs/initramfs)
+// it falls back to MS_MOVE + chroot.
+func pivotRoot(rootfs string) error {
+	oldroot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: "/", Err: err}
+	}
+	defer unix.Close(oldroot)
+	if err := unix.Chdir(rootfs); err != nil {
+		return &os.PathError{Op: "chdir", Path: rootfs, Err: err}
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			return moveRoot(rootfs)
+		}
+		return &os.PathError{Op: "pivot_root", Path: rootfs, Err: err}
+	}
+	if err := unix.Fchdir(oldroot); err != nil {
+		return &os.PathError{Op: "fchdir", Path: "old root", Err: err}
+	}
+	// Keep the unmount of the old root from propagating to the host.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return mountError("", "old root", "propagation", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &os.PathError{Op: "umount", Path: "old root", Err: err}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return &os.PathError{Op: "chdir", Path: "/", Err: err}
+	}
+	return nil
+}
+
+func moveRoot(rootfs string) error {
+	if err := unix.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
+		return mountError(rootfs, "/", "move", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return &os.PathError{Op: "chroot", Path: rootfs, Err: err}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return &os.PathError{Op: "chdir", Path: "/", Err: err}
+	}
+	return nil
+}
+
+// maskPaths hides paths: directories under an empty read-only tmpfs,
+// files under /dev/null. Runs after pivot_root.
+func maskPaths(paths []string) error {
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0k")
+		} else {
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// readonlyPaths bind-mounts paths onto themselves read-only. Runs after
+// pivot_root.
+func readonlyPaths(paths []string) error {
+	for _, p := range paths {
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return mountError(p, p, "bind", err)
+		}
+		if err := remountBind(p, unix.MS_RDONLY|unix.MS_REC, 0); err != nil {
+			return fmt.Errorf("read-only path %s: %w", p, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package oci
+
+import (
+	"encoding/json"
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Environment variables naming the fds the init inherits.
+const (
+	envConfigFD = "_SKIFF_INIT_CONFIG_FD" // pipe: initConfig as JSON, then EOF
+	envSyncFD   = "_SKIFF_INIT_SYNC_FD"   // SOCK_SEQPACKET: syncMsg from the init
+	envFifoFD   = "_SKIFF_INIT_FIFO_FD"   // start barrier FIFO, opened O_RDWR (create only)
+	envMountNS  = "_SKIFF_INIT_MNTNS_FD"  // container's mount namespace (exec only)
+)
+
+// initConfig is what the parent sends to the init over the config pipe.
+type initConfig struct {
+	// Exec is set for a process joining a running container.
+	Exec bool `json:"exec,omitempty"`
+	// Spec is the container's spec (for exec: the container's, for
+	// seccomp and defaults); Process is the process to run.
+	Spec    *specs.Spec    `json:"spec"`
+	Process *specs.Process `json:"process"`
+	// Rootfs is the mounted rootfs on the host (create only).
+	Rootfs string `json:"rootfs,omitempty"`
+	// NewMountNS, NewUTSNS and NewCgroupNS say which namespaces are new.
+	// The cgroup namespace is unshared by the init itself after the parent
+	// has put it in its cgroup, so that cgroup becomes the namespace root.
+	NewMountNS  bool `json:"newMountNS,omitempty"`
+	NewUTSNS    bool `json:"newUTSNS,omitempty"`
+	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
+	// NewNetNS tells the init it may write net.* sysctls.
+	NewNetNS bool `json:"newNetNS,omitempty"`
+}
+
+// syncMsg goes from the init to the parent. "pty" carries the pty master
+// as SCM_RIGHTS; "ready" ends a create; "error" carries the failure.
+type syncMsg struct {
+	Type  string `json:"type"`
+	Error string `json:"error,omitempty"`
+}
+
+const (
+	msgReady = "ready"
+	msgError = "error"
+	msgPty   = "pty"
+)
+
+// sendSync writes one message (and optionally one fd) on the seqpacket
+// socket fd.
+func sendSync(fd int, m syncMsg, passFD int) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if passFD >= 0 {
+		oob = unix.UnixRights(passFD)
+	}
+	if err := unix.Sendmsg(fd, b, oob, nil, 0); err != nil {
+		return fmt.Errorf("send %s message to parent: %w", m.Type, err)
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+// Command testimages serves Skiff's test image set (every image critest
+// v1.36.0 pulls, built from Debian's busybox-static) from a registry on
+// loopback, under the upstream names through skiffd's registry mirrors.
+//
+//	go run ./hack/testimages --listen 127.0.0.1:5000            # serve until killed
+//	go run ./hack/testimages --listen 127.0.0.1:5000 --print-mirrors-toml
+//	go run ./hack/testimages --list [--with-large]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/skiffcri/skiff/test/registry"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:5000", "address to serve the registry on")
+	printTOML := flag.Bool("print-mirrors-toml", false, "print skiffd's [image] config section (mirrors, insecure_registries) for --listen and exit")
+	withLarge := flag.Bool("with-large", false, "add "+registry.LargeName+" (~100 MB, 3 layers) for pull benchmarks")
+	list := flag.Bool("list", false, "print every upstream name served and exit")
+	busybox := flag.String("busybox", registry.DefaultBusybox, "statically linked busybox to build the images from")
+	logRequests := flag.Bool("log-requests", false, "log every registry request to stderr")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "testimages: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *listen, *printTOML, *list, *logRequests, registry.Options{Busybox: *busybox, WithLarge: *withLarge}); err != nil {
+		slog.Error("testimages", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, listen string, printTOML, list, logRequests bool, opts registry.Options) error {
+	if printTOML || list {
+		set, err := registry.Images(ctx, opts)
+		if err != nil {
+			return err
+		}
+		names := registry.Names(set)
+		if list {
+			for _, n := range names {
+				fmt.Println(n)
+			}
+			return nil
+		}
+		fmt.Print(registry.MirrorsTOML(listen, registry.HostsOf(names)))
+		return nil
+	}
+	var reqLog io.Writer
+	if logRequests {
+		reqLog = os.Stderr
+	}
+	r, err := registry.Listen(ctx, listen, opts, reqLog)
+	if err != nil {
+		return err
+	}
+	slog.Info("serving test images", "addr", r.Addr(), "images", len(r.Names()))
+	<-ctx.Done()
+	slog.Info("shutting down")
+	return r.Close()
+}

@@ -1,0 +1,81 @@
+package registry
+
+// Programs of the server, pause and no-new-privs images. Each stands in for
+// the upstream program (nginx, Apache httpd, pause, nnp) with busybox, and
+// keeps exactly what critest observes of it; the comments say what that is.
+
+// nginxScript: critest reads /var/run/nginx.pid, looks for "master process"
+// in /proc/1/cmdline (ContainerPID), finds the process with "pidof nginx"
+// from a host-PID container (the kernel names a script process after the
+// script file, so this shell is "nginx"), and fetches "/" over HTTP. The
+// port comes from /etc/nginx/port (80, or 12003 in hostnet-nginx). The
+// shell stays PID 1 and turns SIGTERM/SIGINT/SIGQUIT into a clean exit,
+// which httpd as PID 1 would ignore.
+const nginxScript = `#!/bin/sh
+# nginx stand-in for Skiff's offline critest images (busybox httpd inside).
+if [ "$1" != "nginx: master process" ]; then
+	exec /usr/sbin/nginx "nginx: master process" "$@"
+fi
+shift
+port=$(cat /etc/nginx/port 2>/dev/null || echo 80)
+echo $$ > /var/run/nginx.pid
+echo "nginx: master process started (pid $$), serving /usr/share/nginx/html on port $port"
+httpd -f -v -p "$port" -h /usr/share/nginx/html &
+child=$!
+trap 'kill -TERM $child 2>/dev/null; wait $child; rm -f /var/run/nginx.pid; exit 0' TERM INT QUIT
+wait $child
+`
+
+// httpdScript: critest expects "httpd" in the container's log and an HTTP
+// server on port 80 (multi-container specs).
+const httpdScript = `#!/bin/sh
+# Apache httpd stand-in for Skiff's offline critest images (busybox httpd inside).
+echo "httpd: serving /usr/local/apache2/htdocs on port 80"
+httpd -f -v -p 80 -h /usr/local/apache2/htdocs &
+child=$!
+trap 'kill -TERM $child 2>/dev/null; wait $child; exit 0' TERM INT QUIT WINCH
+wait $child
+`
+
+// pauseScript: the pause image's entrypoint, run as a container's default
+// command by critest's image-ID consistency specs. Sleeps until SIGINT or
+// SIGTERM, then exits 0, like the pause binary.
+const pauseScript = `#!/bin/sh
+# pause stand-in for Skiff's offline critest images.
+trap 'kill $child 2>/dev/null; exit 0' INT TERM
+while :; do
+	sleep 3600 &
+	child=$!
+	wait $child
+done
+`
+
+// nnpScript: the no-new-privs image runs as uid 1000 and prints the effective
+// uid of a setuid-root program, "Effective uid: 0" unless no_new_privs keeps
+// the kernel from honouring the setuid bit. busybox-nnp is a setuid-root copy
+// of busybox; /etc/busybox.conf lets its "id" applet keep root, and when the
+// kernel did not grant root busybox fails to switch and the script falls back
+// to plain "id -u", which prints the unprivileged uid.
+const nnpScript = `#!/bin/sh
+# nonewprivs stand-in for Skiff's offline critest images.
+if ! euid=$(/usr/local/bin/busybox-nnp id -u 2>/dev/null); then
+	euid=$(id -u)
+fi
+echo "Effective uid: $euid"
+`
+
+// busyboxConf grants the setuid busybox copy's "id" applet euid 0 for
+// everyone (busybox's FEATURE_SUID_CONFIG: mode "ssx" = setuid, setgid,
+// executable by others; owner root, group 0).
+const busyboxConf = `[SUID]
+id = ssx root.0
+`
+
+const indexHTML = `<!DOCTYPE html>
+<html>
+<head><title>Welcome to nginx!</title></head>
+<body><h1>Welcome to nginx!</h1><p>Skiff test image.</p></body>
+</html>
+`
+
+const itWorksHTML = "<html><body><h1>It works!</h1></body></html>\n"

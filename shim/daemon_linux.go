@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -311,20 +310,11 @@ func (p *pipes) closeAll() {
 	}
 }
 
+// newPipes makes the stdio pipes of a process; with tty there are none, the
+// Runtime returns a console instead (see useConsole).
 func newPipes(stdin, tty bool) (*pipes, error) {
 	p := &pipes{}
 	if tty {
-		master, slave, err := pty.Open()
-		if err != nil {
-			return nil, fmt.Errorf("open pty: %w", err)
-		}
-		p.child = Stdio{Stdin: slave, Stdout: slave, Stderr: slave}
-		p.readers = []*os.File{master}
-		p.streams = []crilog.Stream{crilog.Stdout}
-		if stdin {
-			// Writes to the master reach the terminal's input.
-			p.stdin = master
-		}
 		return p, nil
 	}
 	for _, s := range []crilog.Stream{crilog.Stdout, crilog.Stderr} {
@@ -351,6 +341,33 @@ func newPipes(stdin, tty bool) (*pipes, error) {
 		p.stdin = w
 	}
 	return p, nil
+}
+
+// useConsole takes the terminal master the Runtime allocated as the
+// output (logged as stdout) and, with stdin, as the input.
+func (p *pipes) useConsole(proc Process, stdin bool) error {
+	console := proc.Console()
+	if console == nil {
+		return errors.New("runtime returned no console for a tty container")
+	}
+	p.readers = []*os.File{console}
+	p.streams = []crilog.Stream{crilog.Stdout}
+	if stdin {
+		p.stdin = console
+	}
+	return nil
+}
+
+// abandon kills and reaps a process whose set-up failed after the Runtime
+// started it.
+func (d *daemon) abandon(ctx context.Context, id string, proc Process, pidfd int) {
+	if pidfd >= 0 {
+		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		unix.Close(pidfd)
+	}
+	proc.Wait()
+	d.reaper.release(proc.Pid())
+	d.reaper.paused(func() error { return d.cfg.Runtime.Delete(ctx, id) })
 }
 
 func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState, error) {
@@ -414,10 +431,16 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 		c.closeLog()
 		return ContainerState{}, fmt.Errorf("container %q stdio: %w", id, err)
 	}
-	pid, pidfd, exitc, err := d.reaper.spawn(func() (int, error) {
+	proc, pidfd, err := d.reaper.spawn(func() (Process, error) {
 		return d.cfg.Runtime.Create(ctx, id, req.Spec, req.Rootfs, p.child)
 	})
 	p.closeChild()
+	if err == nil && req.Tty {
+		err = p.useConsole(proc, req.Stdin)
+		if err != nil {
+			d.abandon(ctx, id, proc, pidfd)
+		}
+	}
 	if err != nil {
 		p.closeAll()
 		c.closeLog()
@@ -426,6 +449,7 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 		}
 		return ContainerState{}, fmt.Errorf("create container %q: %w", id, err)
 	}
+	pid := proc.Pid()
 	c.pid, c.pidfd = pid, pidfd
 	c.readers = p.readers
 	c.stdinWrite = p.stdin
@@ -433,7 +457,7 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 	d.containers[id] = c
 	d.mu.Unlock()
 	d.copyOutput(c, p)
-	go d.watch(c, exitc)
+	go d.watch(c, proc)
 	d.cfg.Logger.Info("container created", "id", id, "pid", pid)
 	return c.snapshot(), nil
 }
@@ -486,14 +510,20 @@ func (c *container) closeLog() {
 
 // watch waits for the container's main process to end, records the exit
 // durably and only then publishes it.
-func (d *daemon) watch(c *container, exitc <-chan exitStatus) {
-	es := <-exitc
+func (d *daemon) watch(c *container, proc Process) {
+	es, err := proc.Wait()
+	at := time.Now()
+	d.reaper.release(c.pid)
+	if err != nil {
+		d.cfg.Logger.Error("wait for container", "id", c.id, "error", err)
+		es = ExitStatus{Code: 255}
+	}
 	select {
 	case <-c.ioDone:
 	case <-time.After(ioDrainTimeout):
 		d.cfg.Logger.Warn("container output still open after exit", "id", c.id)
 	}
-	code, sig := es.code()
+	code, sig := es.Code, int(es.Signal)
 	oom := false
 	if oc, ok := d.cfg.Runtime.(OOMChecker); ok {
 		var err error
@@ -516,7 +546,7 @@ func (d *daemon) watch(c *container, exitc <-chan exitStatus) {
 		ExitCode:   code,
 		Signal:     sig,
 		StartedAt:  c.exit.StartedAt,
-		FinishedAt: es.at,
+		FinishedAt: at,
 		OOMKilled:  oom,
 		Reason:     reason,
 	}
@@ -743,7 +773,7 @@ func (d *daemon) execSync(ctx context.Context, req *ExecSyncRequest) (ExecSyncRe
 	if err != nil {
 		return res, fmt.Errorf("exec in container %q: %w", req.ID, err)
 	}
-	pid, pidfd, exitc, err := d.reaper.spawn(func() (int, error) {
+	xp, pidfd, err := d.reaper.spawn(func() (Process, error) {
 		return d.cfg.Runtime.Exec(ctx, req.ID, &proc, p.child)
 	})
 	p.closeChild()
@@ -754,6 +784,16 @@ func (d *daemon) execSync(ctx context.Context, req *ExecSyncRequest) (ExecSyncRe
 	if pidfd >= 0 {
 		defer unix.Close(pidfd)
 	}
+	type waited struct {
+		es  ExitStatus
+		err error
+	}
+	exitc := make(chan waited, 1)
+	go func() {
+		es, err := xp.Wait()
+		d.reaper.release(xp.Pid())
+		exitc <- waited{es, err}
+	}()
 	outs := []*cappedBuffer{{max: MaxExecOutput}, {max: MaxExecOutput}}
 	var wg sync.WaitGroup
 	for i, r := range p.readers {
@@ -773,10 +813,10 @@ func (d *daemon) execSync(ctx context.Context, req *ExecSyncRequest) (ExecSyncRe
 		defer t.Stop()
 		timeout = t.C
 	}
-	var es exitStatus
+	var w waited
 	var failure error
 	select {
-	case es = <-exitc:
+	case w = <-exitc:
 	case <-timeout:
 		failure = fmt.Errorf("exec %q in container %q timed out after %s: %w", req.Cmd[0], req.ID, req.Timeout, context.DeadlineExceeded)
 	case <-ctx.Done():
@@ -785,9 +825,6 @@ func (d *daemon) execSync(ctx context.Context, req *ExecSyncRequest) (ExecSyncRe
 	if failure != nil {
 		if pidfd >= 0 {
 			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-		} else {
-			// Not reaped yet (we hold its exit), so the pid is still ours.
-			unix.Kill(pid, unix.SIGKILL)
 		}
 		<-exitc
 		return res, failure
@@ -802,6 +839,9 @@ func (d *daemon) execSync(ctx context.Context, req *ExecSyncRequest) (ExecSyncRe
 	<-ioDone
 	res.Stdout = outs[0].buf.Bytes()
 	res.Stderr = outs[1].buf.Bytes()
-	res.ExitCode, _ = es.code()
+	if w.err != nil {
+		return res, fmt.Errorf("exec in container %q: wait: %w", req.ID, w.err)
+	}
+	res.ExitCode = w.es.Code
 	return res, nil
 }

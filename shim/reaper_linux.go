@@ -1,110 +1,128 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// exitStatus is what wait4 returned for one process.
-type exitStatus struct {
-	status unix.WaitStatus
-	at     time.Time
-}
+// orphanScanInterval is a fallback for an orphan whose SIGCHLD came while a
+// scan was already past it.
+const orphanScanInterval = 30 * time.Second
 
-// code returns the exit code the way shells and the kubelet report it:
-// the exit status, or 128+signal for a process killed by a signal.
-func (e exitStatus) code() (code, sig int) {
-	switch {
-	case e.status.Exited():
-		return e.status.ExitStatus(), 0
-	case e.status.Signaled():
-		s := int(e.status.Signal())
-		return 128 + s, s
-	}
-	return 255, 0
-}
-
-// reaper collects every child of the shim (the shim is a child subreaper,
-// so orphaned container processes become its children too) and hands the
-// status of the ones somebody waits for to that waiter. Exits of processes
-// nobody registered are dropped after reaping, which is the point: no
-// zombies pile up in the pod.
+// reaper reaps the children of the shim that no Process owns: as a child
+// subreaper the shim inherits every orphaned process of the pod, and
+// without this they would stay zombies. Children returned by the Runtime
+// are owned (their Process.Wait reaps them) and are never touched, so the
+// two never steal each other's exit status.
 type reaper struct {
-	mu      sync.Mutex
-	waiters map[int]chan exitStatus
+	mu    sync.Mutex
+	owned map[int]bool
 }
 
-func newReaper() *reaper { return &reaper{waiters: make(map[int]chan exitStatus)} }
+func newReaper() *reaper { return &reaper{owned: make(map[int]bool)} }
 
-// run reaps on every SIGCHLD until ctx ends.
+// run reaps orphans on every SIGCHLD until ctx ends.
 func (r *reaper) run(ctx context.Context) {
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, unix.SIGCHLD)
 	defer signal.Stop(sigc)
-	r.reap()
+	tick := time.NewTicker(orphanScanInterval)
+	defer tick.Stop()
+	r.reapOrphans()
 	for {
 		select {
 		case <-sigc:
-			r.reap()
+		case <-tick.C:
 		case <-ctx.Done():
 			return
 		}
+		r.reapOrphans()
 	}
 }
 
-func (r *reaper) reap() {
+// reapOrphans waits (without blocking) for every child that nobody owns.
+// Children are listed from /proc/self/task/*/children, so an owned child
+// is never waited for here even when it is a zombie.
+func (r *reaper) reapOrphans() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
+	for _, pid := range children() {
+		if r.owned[pid] {
 			continue
 		}
-		if err != nil || pid <= 0 {
-			return
-		}
-		if ch, ok := r.waiters[pid]; ok {
-			delete(r.waiters, pid)
-			ch <- exitStatus{status: ws, at: time.Now()}
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
 		}
 	}
 }
 
-// spawn runs fn, which starts a process and returns its pid, with reaping
-// paused. That closes two races: the new process cannot be reaped before
-// its waiter is registered, and fn may start and wait for helper processes
-// of its own without the reaper taking their exits.
+// children lists the pids of the calling process's children, across all
+// its threads (a child belongs to the thread that forked it; an orphan to
+// the thread the kernel picked).
+func children() []int {
+	tasks, _ := filepath.Glob("/proc/self/task/*/children")
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range bytes.Fields(b) {
+			if pid, err := strconv.Atoi(string(f)); err == nil {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
+
+// spawn runs fn, which starts a process, with orphan reaping paused, and
+// marks the new process owned. Pausing lets fn start and wait for helper
+// processes of its own without the reaper taking their exits, and makes the
+// new process owned before any scan can see it.
 //
 // The returned pidfd refers to the new process for signalling without pid
-// reuse races; it is -1 if the kernel has no pidfd_open. The caller closes
-// it.
-func (r *reaper) spawn(fn func() (int, error)) (pid int, pidfd int, ch <-chan exitStatus, err error) {
+// reuse races; it is -1 if it could not be opened. The caller closes it and
+// calls release once Process.Wait returned.
+func (r *reaper) spawn(fn func() (Process, error)) (Process, int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pid, err = fn()
+	p, err := fn()
 	if err != nil {
-		return 0, -1, nil, err
+		return nil, -1, err
 	}
-	// The process has not been reaped (reaping is paused), so the pid
-	// cannot have been reused yet.
-	pidfd, perr := unix.PidfdOpen(pid, 0)
+	// Nobody has waited for the process yet (its Wait runs later), so the
+	// pid still names it.
+	pidfd, perr := unix.PidfdOpen(p.Pid(), 0)
 	if perr != nil {
 		pidfd = -1
 	}
-	c := make(chan exitStatus, 1)
-	r.waiters[pid] = c
-	return pid, pidfd, c, nil
+	r.owned[p.Pid()] = true
+	return p, pidfd, nil
 }
 
-// paused runs fn with reaping paused, for Runtime calls that might start and
-// wait for helper processes.
+// release forgets an owned pid after its Process.Wait returned.
+func (r *reaper) release(pid int) {
+	r.mu.Lock()
+	delete(r.owned, pid)
+	r.mu.Unlock()
+}
+
+// paused runs fn with orphan reaping paused, for Runtime calls that might
+// start and wait for helper processes.
 func (r *reaper) paused(fn func() error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,44 +3,65 @@ package shim
 import (
 	"context"
 	"os"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // Stdio holds the child ends of a process's standard streams. A nil file
 // means /dev/null. The shim keeps the other ends and closes these after the
-// Runtime call returns.
+// Runtime call returns. For a process with a terminal they are nil: the
+// Runtime allocates the terminal and returns its master as the console.
 type Stdio struct {
 	Stdin, Stdout, Stderr *os.File
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	// Code is the exit code, or 128+signal when a signal killed it.
+	Code int
+	// Signal is the terminating signal, 0 when the process exited.
+	Signal syscall.Signal
+}
+
+// Process is a process a Runtime started: a container's init or an exec.
+type Process interface {
+	Pid() int
+	// Console is the terminal master when the process has a terminal,
+	// else nil. The shim owns and closes it.
+	Console() *os.File
+	// Wait blocks until the process has exited and reaps it. The shim
+	// calls it exactly once.
+	Wait() (ExitStatus, error)
 }
 
 // Runtime creates and controls containers for the shim. The production
 // implementation is the oci executor; tests use host processes.
 //
-// Every process a Runtime starts must be a child (or, through the shim's
-// subreaper status, a descendant) of the shim, and the Runtime must never
-// wait for it: the shim reaps all children itself and calls Create and Exec
-// with reaping paused, so helper processes a Runtime starts and waits for
-// inside a call are not stolen.
+// The processes a Runtime starts are children of the shim, which waits for
+// them through Process.Wait. The shim also reaps every other child (it is a
+// child subreaper, so orphans of the pod land on it) but never one it got
+// as a Process, and it pauses that reaping during Create and Exec so that
+// helper processes a Runtime starts and waits for inside a call are safe.
 type Runtime interface {
-	// Create sets up container id from spec with the mounted rootfs and
-	// leaves its init blocked at the start barrier. It returns the pid of
-	// the process that becomes the container's main process.
-	Create(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdio Stdio) (pid int, err error)
+	// Create sets up container id from spec with the mounted rootfs (empty
+	// means spec.Root.Path) and leaves its init blocked at the start
+	// barrier.
+	Create(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdio Stdio) (Process, error)
 	// Start releases the start barrier so the init execs the user process.
 	Start(ctx context.Context, id string) error
 	// Kill signals the init, or with all every process of the container.
-	Kill(ctx context.Context, id string, sig unix.Signal, all bool) error
-	// Delete releases what Create set up (cgroup, state). The container's
-	// processes have exited or been killed.
+	Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error
+	// Delete releases what Create set up (cgroup, state), killing what is
+	// left of the container.
 	Delete(ctx context.Context, id string) error
-	// Exec starts p inside the running container id and returns its pid.
-	Exec(ctx context.Context, id string, p *specs.Process, stdio Stdio) (pid int, err error)
+	// Exec starts p inside the running container id.
+	Exec(ctx context.Context, id string, p *specs.Process, stdio Stdio) (Process, error)
 }
 
 // OOMChecker is implemented by Runtimes that can tell whether the kernel's
 // OOM killer killed a process of the container (from its memory cgroup).
+// The shim asks after the container's init exited, before Delete.
 type OOMChecker interface {
 	OOMKilled(ctx context.Context, id string) (bool, error)
 }

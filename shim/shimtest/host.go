@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -51,10 +52,40 @@ func files(stdio shim.Stdio) ([]*os.File, func(), error) {
 	return fs, func() { null.Close() }, nil
 }
 
-func start(p *specs.Process, argv []string, extra *os.File, stdio shim.Stdio) (int, error) {
+// hostProcess is a started host process; it implements shim.Process.
+type hostProcess struct {
+	proc    *os.Process
+	console *os.File
+}
+
+func (h *hostProcess) Pid() int          { return h.proc.Pid }
+func (h *hostProcess) Console() *os.File { return h.console }
+func (h *hostProcess) Wait() (shim.ExitStatus, error) {
+	st, err := h.proc.Wait()
+	if err != nil {
+		return shim.ExitStatus{}, err
+	}
+	ws := st.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return shim.ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}, nil
+	}
+	return shim.ExitStatus{Code: ws.ExitStatus()}, nil
+}
+
+func start(p *specs.Process, argv []string, extra *os.File, stdio shim.Stdio) (*hostProcess, error) {
+	var console *os.File
+	if p.Terminal {
+		master, slave, err := pty.Open()
+		if err != nil {
+			return nil, err
+		}
+		defer slave.Close()
+		console = master
+		stdio = shim.Stdio{Stdin: slave, Stdout: slave, Stderr: slave}
+	}
 	fs, done, err := files(stdio)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer done()
 	if extra != nil {
@@ -64,41 +95,45 @@ func start(p *specs.Process, argv []string, extra *os.File, stdio shim.Stdio) (i
 	if dir == "" {
 		dir = "/"
 	}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if console != nil {
+		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
 		Dir:   dir,
 		Env:   p.Env,
 		Files: fs,
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   sys,
 	})
 	if err != nil {
-		return 0, err
+		if console != nil {
+			console.Close()
+		}
+		return nil, err
 	}
-	pid := proc.Pid
-	// The shim reaps; the handle is not needed.
-	proc.Release()
-	return pid, nil
+	return &hostProcess{proc: proc, console: console}, nil
 }
 
 // Create implements shim.Runtime; rootfs is ignored.
-func (h *HostRuntime) Create(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdio shim.Stdio) (int, error) {
+func (h *HostRuntime) Create(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdio shim.Stdio) (shim.Process, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.procs[id]; ok {
-		return 0, errdefs.AlreadyExists("host container %q", id)
+		return nil, errdefs.AlreadyExists("host container %q", id)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer r.Close()
 	argv := append([]string{"/bin/sh", "-c", barrierScript, "sh"}, spec.Process.Args...)
-	pid, err := start(spec.Process, argv, r, stdio)
+	p, err := start(spec.Process, argv, r, stdio)
 	if err != nil {
 		w.Close()
-		return 0, err
+		return nil, err
 	}
-	h.procs[id] = &hostProc{pid: pid, barrier: w}
-	return pid, nil
+	h.procs[id] = &hostProc{pid: p.Pid(), barrier: w}
+	return p, nil
 }
 
 func (h *HostRuntime) get(id string) (*hostProc, error) {
@@ -127,7 +162,7 @@ func (h *HostRuntime) Start(ctx context.Context, id string) error {
 }
 
 // Kill implements shim.Runtime; all signals the process group.
-func (h *HostRuntime) Kill(ctx context.Context, id string, sig unix.Signal, all bool) error {
+func (h *HostRuntime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	p, err := h.get(id)
 	if err != nil {
 		return err
@@ -158,17 +193,21 @@ func (h *HostRuntime) Delete(ctx context.Context, id string) error {
 }
 
 // Exec implements shim.Runtime.
-func (h *HostRuntime) Exec(ctx context.Context, id string, proc *specs.Process, stdio shim.Stdio) (int, error) {
+func (h *HostRuntime) Exec(ctx context.Context, id string, proc *specs.Process, stdio shim.Stdio) (shim.Process, error) {
 	if _, err := h.get(id); err != nil {
-		return 0, err
+		return nil, err
 	}
 	argv := proc.Args
 	if len(argv) == 0 {
-		return 0, errdefs.InvalidArgument("exec without args")
+		return nil, errdefs.InvalidArgument("exec without args")
 	}
 	path := argv[0]
 	if lp, err := lookPath(path, proc.Env); err == nil {
 		path = lp
 	}
-	return start(proc, append([]string{path}, argv[1:]...), nil, stdio)
+	p, err := start(proc, append([]string{path}, argv[1:]...), nil, stdio)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }

@@ -176,6 +176,11 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (_ *Result, retEr
 	if err != nil {
 		return nil, err
 	}
+	// A second ADD would fail on the existing interface, and its rollback
+	// would then delete the working attachment.
+	if _, err := os.Stat(m.recordPath(req.PodID, req.IfName)); err == nil {
+		return nil, errdefs.AlreadyExists("cni attachment of pod %s interface %s", req.PodID, req.IfName)
+	}
 	caps, err := capabilityArgs(req)
 	if err != nil {
 		return nil, fmt.Errorf("cni: pod %s: %w", req.PodID, err)

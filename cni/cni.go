@@ -11,6 +11,7 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -245,11 +246,7 @@ func loadConfFile(file string) (*libcni.NetworkConfigList, error) {
 	if filepath.Ext(file) == ".conflist" {
 		list, err = libcni.NetworkConfFromFile(file)
 	} else {
-		var conf *libcni.PluginConfig
-		conf, err = libcni.ConfFromFile(file)
-		if err == nil {
-			list, err = libcni.ConfListFromConf(conf)
-		}
+		list, err = singlePluginList(file)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -258,4 +255,30 @@ func loadConfFile(file string) (*libcni.NetworkConfigList, error) {
 		return nil, fmt.Errorf("%s: no plugins", file)
 	}
 	return list, nil
+}
+
+// singlePluginList wraps a single-plugin .conf/.json file, still common in
+// conf dirs, into a list of one plugin (libcni deprecated its helpers for
+// this format, not the format's use by runtimes).
+func singlePluginList(file string) (*libcni.NetworkConfigList, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var plugin map[string]any
+	if err := json.Unmarshal(data, &plugin); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if t, _ := plugin["type"].(string); t == "" {
+		return nil, fmt.Errorf("missing 'type'")
+	}
+	listBytes, err := json.Marshal(map[string]any{
+		"cniVersion": plugin["cniVersion"],
+		"name":       plugin["name"],
+		"plugins":    []any{plugin},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(listBytes)
 }

@@ -621,3 +621,98 @@ func TestGCReleasesStaleAttachments(t *testing.T) {
 		t.Errorf("Status: %v", err)
 	}
 }
+
+// TestDualStack checks that a pod on a network with an IPv4 and an IPv6
+// range gets both addresses, IPv4 first.
+func TestDualStack(t *testing.T) {
+	needRoot(t)
+	tn := newTestNet(t, 76)
+	v6 := netip.MustParsePrefix("fd99:76::/64")
+	tn.writeConf(t, "10-dual.conflist", fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
+	  {"type":"bridge","bridge":%q,"isGateway":true,
+	   "ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":%q}],[{"subnet":%q}]]}},
+	  {"type":"loopback"}]}`, tn.name, tn.bridge, tn.dataDir, tn.subnet, v6))
+	m := tn.manager(t, tn.name)
+	req, ns := tn.pod(t, m, "skifftestdual")
+	res, err := m.Setup(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	if len(res.PodIPs) != 2 || !tn.subnet.Contains(res.PodIPs[0]) || !v6.Contains(res.PodIPs[1]) {
+		t.Fatalf("PodIPs = %v, want one from %v then one from %v", res.PodIPs, tn.subnet, v6)
+	}
+	var addrs []net.Addr
+	if err := ns.Do(func() error {
+		ifc, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		addrs, err = ifc.Addrs()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fmt.Sprint(addrs), res.PodIPs[1].String()+"/64") {
+		t.Errorf("eth0 addresses %v lack %v/64", addrs, res.PodIPs[1])
+	}
+	if err := m.Teardown(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if got := tn.allocated(t, tn.name); len(got) != 0 {
+		t.Errorf("IPs left: %v", got)
+	}
+}
+
+// TestBandwidth checks that the bandwidth annotations reach the bandwidth
+// plugin, which shapes the pod's host-side veth.
+func TestBandwidth(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat(filepath.Join(pluginDir, "bandwidth")); err != nil {
+		t.Skip("bandwidth plugin missing")
+	}
+	tn := newTestNet(t, 77)
+	tn.writeConf(t, "10-bw.conflist", fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
+	  {"type":"bridge","bridge":%q,"isGateway":true,
+	   "ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":%q}]]}},
+	  {"type":"bandwidth","capabilities":{"bandwidth":true}}]}`, tn.name, tn.bridge, tn.dataDir, tn.subnet))
+	m := tn.manager(t, tn.name)
+	req, _ := tn.pod(t, m, "skifftestbw")
+	req.Annotations = map[string]string{cni.AnnotationIngressBandwidth: "10M", cni.AnnotationEgressBandwidth: "20M"}
+	res, err := m.Setup(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	veth := hostVeth(res, tn.bridge)
+	var ifbs []string
+	for _, i := range res.Interfaces {
+		if i.Sandbox == "" && i.Name != tn.bridge && i.Name != veth {
+			ifbs = append(ifbs, i.Name)
+		}
+	}
+	t.Cleanup(func() {
+		for _, ifb := range ifbs {
+			if linkExists(ifb) {
+				exec.Command("ip", "link", "del", ifb).Run()
+			}
+		}
+	})
+	out, err := exec.Command("tc", "qdisc", "show", "dev", veth).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tc: %v: %s", err, out)
+	}
+	// Ingress to the pod is shaped on the host veth's egress.
+	if !strings.Contains(string(out), "tbf") || !strings.Contains(string(out), "rate 10Mbit") {
+		t.Errorf("qdiscs of %s: %s; want tbf rate 10Mbit", veth, out)
+	}
+	if len(ifbs) == 0 {
+		t.Errorf("no ifb device for egress shaping in %+v", res.Interfaces)
+	}
+	if err := m.Teardown(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	for _, ifb := range ifbs {
+		if linkExists(ifb) {
+			t.Errorf("ifb %s left after teardown", ifb)
+		}
+	}
+}

@@ -1,13 +1,3 @@
-// Package sandbox creates and releases the operating-system resources a pod
-// owns outside its containers: pinned namespaces (net, ipc, uts and, when the
-// pod shares one, pid), the pod's hostname, hosts and resolv.conf files, its
-// /dev/shm, and namespaced sysctls. The CRI RPCs that sequence these live in
-// package cri; this package only knows the kernel.
-//
-// Namespaces are created on a locked OS thread that is thrown away afterwards
-// (its goroutine exits while still locked, so the Go runtime terminates the
-// thread): a thread whose namespaces differ from the process's must never run
-// other goroutines.
 package sandbox
 
 import (

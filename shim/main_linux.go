@@ -132,7 +132,7 @@ func daemonMain(f Flags, newRuntime func(Flags) (Runtime, error)) int {
 	if f.Debug {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pod", f.PodID)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	rt, err := newRuntime(f)
 	if err != nil {
 		return fail(err)

@@ -9,6 +9,7 @@ import (
 	"runtime"
 
 	"github.com/skiffcri/skiff/oci"
+	"github.com/skiffcri/skiff/shim"
 )
 
 func init() {
@@ -31,6 +32,8 @@ func main() {
 		oci.Init(initOptions())
 	case "runtime":
 		os.Exit(runtimeMain(os.Args[2:]))
+	case "daemon":
+		os.Exit(shim.Main(os.Args[2:]))
 	default:
 		// The per-pod shim daemon (package shim) takes this branch.
 		fmt.Fprintf(os.Stderr, "skiff-shim: unknown mode %q\n", os.Args[1])

@@ -1,0 +1,123 @@
+package shim
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiffcri/skiff/oci"
+	"github.com/skiffcri/skiff/oci/cgroups"
+)
+
+// Main is the body of "skiff-shim daemon": the shim with the built-in oci
+// executor. args are the arguments after "daemon"; it returns the process
+// exit code. The executor keeps its per-container state under
+// --runtime-root (default <dir>/runtime) and re-executes this binary as
+// "skiff-shim init" for each container.
+func Main(args []string) int {
+	return MainWithRuntime(args, func(f Flags) (Runtime, error) {
+		root := f.RuntimeRoot
+		if root == "" {
+			root = filepath.Join(f.Dir, "runtime")
+		}
+		return NewOCIRuntime(&oci.Executor{StateDir: root, NewCgroup: oci.Cgroupfs}), nil
+	})
+}
+
+// OCIRuntime adapts the oci executor to Runtime.
+type OCIRuntime struct {
+	e *oci.Executor
+
+	mu sync.Mutex
+	// cgroups remembers each container's cgroups path for the OOM check.
+	cgroups map[string]string
+}
+
+// NewOCIRuntime returns a Runtime backed by e.
+func NewOCIRuntime(e *oci.Executor) *OCIRuntime {
+	return &OCIRuntime{e: e, cgroups: make(map[string]string)}
+}
+
+type ociProcess struct {
+	pid     int
+	console *os.File
+	wait    func() (oci.ExitStatus, error)
+}
+
+func (p *ociProcess) Pid() int          { return p.pid }
+func (p *ociProcess) Console() *os.File { return p.console }
+func (p *ociProcess) Wait() (ExitStatus, error) {
+	es, err := p.wait()
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	return ExitStatus{Code: es.Code, Signal: es.Signal}, nil
+}
+
+func ociIO(s Stdio) oci.IO { return oci.IO{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr} }
+
+// Create implements Runtime.
+func (r *OCIRuntime) Create(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdio Stdio) (Process, error) {
+	c, err := r.e.Create(ctx, id, oci.Bundle{Spec: spec, Rootfs: rootfs}, ociIO(stdio))
+	if err != nil {
+		return nil, err
+	}
+	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
+		r.mu.Lock()
+		r.cgroups[id] = spec.Linux.CgroupsPath
+		r.mu.Unlock()
+	}
+	return &ociProcess{pid: c.Pid, console: c.Console, wait: c.Wait}, nil
+}
+
+// Start implements Runtime.
+func (r *OCIRuntime) Start(ctx context.Context, id string) error { return r.e.Start(ctx, id) }
+
+// Kill implements Runtime.
+func (r *OCIRuntime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	return r.e.Kill(ctx, id, sig, all)
+}
+
+// Delete implements Runtime. The shim only deletes containers whose init
+// has exited or that never started, so force only kills leftovers.
+func (r *OCIRuntime) Delete(ctx context.Context, id string) error {
+	if err := r.e.Delete(ctx, id, true); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.cgroups, id)
+	r.mu.Unlock()
+	return nil
+}
+
+// Exec implements Runtime.
+func (r *OCIRuntime) Exec(ctx context.Context, id string, p *specs.Process, stdio Stdio) (Process, error) {
+	proc, err := r.e.Exec(ctx, id, p, ociIO(stdio))
+	if err != nil {
+		return nil, err
+	}
+	return &ociProcess{pid: proc.Pid, console: proc.Console, wait: proc.Wait}, nil
+}
+
+// OOMKilled implements OOMChecker from the memory cgroup's oom_kill count.
+func (r *OCIRuntime) OOMKilled(ctx context.Context, id string) (bool, error) {
+	r.mu.Lock()
+	path := r.cgroups[id]
+	r.mu.Unlock()
+	if path == "" {
+		return false, nil
+	}
+	m, err := cgroups.Load(path)
+	if err != nil {
+		return false, err
+	}
+	n, err := m.OOMKillCount()
+	if err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}

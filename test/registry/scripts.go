@@ -53,14 +53,20 @@ done
 // nnpScript: the no-new-privs image runs as uid 1000 and prints the effective
 // uid of a setuid-root program, "Effective uid: 0" unless no_new_privs keeps
 // the kernel from honouring the setuid bit. busybox-nnp is a setuid-root copy
-// of busybox; /etc/busybox.conf lets its "id" applet keep root, and when the
-// kernel did not grant root busybox fails to switch and the script falls back
-// to plain "id -u", which prints the unprivileged uid.
+// of busybox; /etc/busybox.conf lets its "id" applet keep root. When the
+// kernel did not grant root, busybox cannot read the config (mode 0600) and
+// its "id" reports the plain uid.
 const nnpScript = `#!/bin/sh
 # nonewprivs stand-in for Skiff's offline critest images.
-if ! euid=$(/usr/local/bin/busybox-nnp id -u 2>/dev/null); then
-	euid=$(id -u)
-fi
+# busybox "id" shows euid=N only when it differs from the real uid.
+ids=$(/usr/local/bin/busybox-nnp id)
+case "$ids" in
+*" euid="*)
+	euid=${ids#* euid=}
+	euid=${euid%%[!0-9]*}
+	;;
+*) euid=$(id -u) ;;
+esac
 echo "Effective uid: $euid"
 `
 

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/fsnotify/fsnotify"
@@ -171,10 +172,21 @@ func (m *Manager) current() (*libcni.NetworkConfigList, error) {
 	return list, nil
 }
 
+// resyncInterval bounds how long a missed event (the conf dir itself
+// deleted and recreated, which ends an inotify watch) keeps Ready stale.
+const resyncInterval = 30 * time.Second
+
 func (m *Manager) watch() {
 	defer close(m.done)
+	tick := time.NewTicker(resyncInterval)
+	defer tick.Stop()
 	for {
 		select {
+		case <-tick.C:
+			// Re-arm the watch in case the directory was replaced; a
+			// missing directory just means no config.
+			_ = m.watcher.Add(m.confDir)
+			m.reload()
 		case ev, ok := <-m.watcher.Events:
 			if !ok {
 				return

@@ -92,7 +92,7 @@ func TestWatchConfDir(t *testing.T) {
 	}
 	waitReady := func(want bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for {
 			err := m.Ready()
 			if (err == nil) == want {

@@ -101,7 +101,7 @@ func (e *fakeEnv) manager(t *testing.T, want string) *Manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if name, _ := m.NetworkName(); name == want {
 			return m

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -437,6 +438,9 @@ func (l *launch) await(ctx context.Context, untilReady bool) (*os.File, error) {
 	oob := make([]byte, unix.CmsgSpace(4))
 	for {
 		n, oobn, _, _, err := l.sync.ReadMsgUnix(buf, oob)
+		if errors.Is(err, io.EOF) {
+			n, err = 0, nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return fail(ctx.Err())
@@ -565,7 +569,11 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	})
 
 	if e.NewCgroup != nil && spec.Linux.CgroupsPath != "" {
-		cg, err := e.NewCgroup(spec.Linux.CgroupsPath, spec.Linux.Resources)
+		res := spec.Linux.Resources
+		if res == nil {
+			res = &specs.LinuxResources{} // non-nil: create, not reopen
+		}
+		cg, err := e.NewCgroup(spec.Linux.CgroupsPath, res)
 		if err != nil {
 			return nil, fmt.Errorf("container %q: cgroup: %w", id, err)
 		}

@@ -80,11 +80,14 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 	if cfg.Process == nil || cfg.Spec == nil || cfg.Spec.Linux == nil {
 		return errors.New("init config without process or linux spec")
 	}
-	fifoFD := -1
-	if !cfg.Exec {
-		if fifoFD, err = envFD(envFifoFD); err != nil {
-			return err
-		}
+	fifoFD, mntFD := -1, -1
+	if cfg.Exec {
+		mntFD, err = envFD(envMountNS)
+	} else {
+		fifoFD, err = envFD(envFifoFD)
+	}
+	if err != nil {
+		return err
 	}
 	// Set-up creates files with exact modes; the process umask is set in
 	// finalize.
@@ -93,10 +96,6 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 		os.Unsetenv(name)
 	}
 	if cfg.Exec {
-		mntFD, err := envFD(envMountNS)
-		if err != nil {
-			return err
-		}
 		return runExecInit(opts, syncFD, mntFD, &cfg)
 	}
 	spec := cfg.Spec

@@ -33,6 +33,17 @@ func (s *Server) Recover(ctx context.Context) error {
 			}
 		}
 	}
+	if s.network != nil {
+		ids := make([]string, 0, len(pods))
+		for _, p := range pods {
+			if p.NetworkSetUp {
+				ids = append(ids, p.ID)
+			}
+		}
+		if err := s.network.GC(ctx, ids); err != nil {
+			s.log.Warn("recover: network garbage collection", "err", err)
+		}
+	}
 	ctrs, err := s.meta.Containers()
 	if err != nil {
 		return fmt.Errorf("recover containers: %w", err)

@@ -34,6 +34,8 @@ type PodNetwork interface {
 	Setup(ctx context.Context, req PodNetworkRequest) ([]string, error)
 	// Teardown detaches the pod; it succeeds when nothing is attached.
 	Teardown(ctx context.Context, req PodNetworkRequest) error
+	// GC detaches every pod not listed, after a restart.
+	GC(ctx context.Context, podIDs []string) error
 }
 
 // PodOS creates and removes the kernel resources of a pod: pinned
@@ -41,7 +43,12 @@ type PodNetwork interface {
 type PodOS interface {
 	// Create makes the pod's namespaces, files and shm under dir.
 	Create(ctx context.Context, dir string, cfg *runtimeapi.PodSandboxConfig) (spec.Namespaces, spec.PodFiles, error)
-	// Remove undoes Create; it is idempotent.
+	// PinPID pins the PID namespace of the pod's init (pid) under dir.
+	PinPID(dir string, pid int) (string, error)
+	// SetHosts rewrites the pod's hosts file with its IPs once known.
+	SetHosts(dir string, hostNetwork bool, ips []string, hostname string) error
+	// Remove undoes Create and PinPID; it is idempotent. Network teardown
+	// must come first: plugins need the namespace to clean up.
 	Remove(ctx context.Context, dir string) error
 }
 
@@ -86,6 +93,8 @@ type Shim interface {
 	Delete(ctx context.Context, id string) error
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
 	ReopenLog(ctx context.Context, id string) error
+	// InitPID is the host PID of the pod's init, 0 without a shared PID namespace.
+	InitPID() int
 	// Exec runs cmd in the container with the given stdio until it exits.
 	Exec(ctx context.Context, id string, cmd []string, stdio Stdio) (exitCode int32, err error)
 	// Attach connects to the container's own stdio until it exits or ctx ends.
@@ -107,10 +116,9 @@ type Stdio struct {
 
 // Shims starts and finds the shim of each pod.
 type Shims interface {
-	// Start launches the pod's shim. A non-empty pidNS is the pod's pinned,
-	// still empty PID namespace: the shim starts the pod's init in it first,
-	// as its PID 1, before any container joins.
-	Start(ctx context.Context, podID, pidNS string) (Shim, error)
+	// Start launches the pod's shim. With sharePID the shim also starts the
+	// pod's init in a new PID namespace, as its PID 1, for containers to join.
+	Start(ctx context.Context, podID string, sharePID bool) (Shim, error)
 	// Connect finds the running shim of a pod, after a daemon restart too.
 	Connect(ctx context.Context, podID string) (Shim, error)
 	// Stop ends a pod's shim and removes its files; idempotent.

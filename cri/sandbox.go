@@ -109,7 +109,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			s.log.Warn("undo pod resources", "pod", id, "err", err)
 		}
 	})
-	rec.NSPaths = map[string]string{"net": ns.Net, "ipc": ns.IPC, "uts": ns.UTS, "pid": ns.PID}
+	rec.NSPaths = map[string]string{"net": ns.Net, "ipc": ns.IPC, "uts": ns.UTS}
 	rec.ShmPath = files.Shm
 	rec.Files = map[string]string{"hostname": files.Hostname, "hosts": files.Hosts, "resolv.conf": files.ResolvConf}
 
@@ -137,9 +137,13 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			}
 		})
 		rec.IPs = ips
+		if err := s.podOS.SetHosts(s.podDir(id), false, ips, cfg.GetHostname()); err != nil {
+			return nil, fmt.Errorf("run pod sandbox %s: hosts file: %w", name, err)
+		}
 	}
 
-	shim, err := s.shims.Start(ctx, id, ns.PID)
+	sharePID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD
+	shim, err := s.shims.Start(ctx, id, sharePID)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, err)
 	}
@@ -149,6 +153,14 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			s.log.Warn("undo pod shim", "pod", id, "err", err)
 		}
 	})
+	if sharePID {
+		path, err := s.podOS.PinPID(s.podDir(id), shim.InitPID())
+		if err != nil {
+			_ = shim.Close()
+			return nil, fmt.Errorf("run pod sandbox %s: pin PID namespace: %w", name, err)
+		}
+		rec.NSPaths["pid"] = path
+	}
 	_ = shim.Close()
 
 	rec.State = podReady

@@ -46,3 +46,5 @@ func (n cniNetwork) Setup(ctx context.Context, r cri.PodNetworkRequest) ([]strin
 func (n cniNetwork) Teardown(ctx context.Context, r cri.PodNetworkRequest) error {
 	return n.m.Teardown(ctx, n.request(r))
 }
+
+func (n cniNetwork) GC(ctx context.Context, podIDs []string) error { return n.m.GC(ctx, podIDs) }

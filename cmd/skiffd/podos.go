@@ -28,9 +28,6 @@ func (podOS) Create(ctx context.Context, dir string, cfg *runtimeapi.PodSandboxC
 	if !hostIPC {
 		kinds |= sandbox.IPCNS
 	}
-	if nsOpts.GetPid() == runtimeapi.NamespaceMode_POD {
-		kinds |= sandbox.PIDNS
-	}
 	hostname := cfg.GetHostname()
 	if hostNet || hostname == "" {
 		h, err := os.Hostname()
@@ -79,6 +76,21 @@ func (podOS) Create(ctx context.Context, dir string, cfg *runtimeapi.PodSandboxC
 		return spec.Namespaces{}, spec.PodFiles{}, fmt.Errorf("pod sysctls: %w", err)
 	}
 	return spec.Namespaces{Net: ns.Net, IPC: ns.IPC, UTS: ns.UTS, PID: ns.PID}, files, nil
+}
+
+func (podOS) PinPID(dir string, pid int) (string, error) {
+	return sandbox.PinPIDNamespace(filepath.Join(dir, "ns"), pid)
+}
+
+func (podOS) SetHosts(dir string, hostNetwork bool, ips []string, hostname string) error {
+	var extra []sandbox.HostEntry
+	for _, ip := range ips {
+		if hostname == "" {
+			break
+		}
+		extra = append(extra, sandbox.HostEntry{IP: ip, Names: []string{hostname}})
+	}
+	return sandbox.WriteHosts(dir, hostNetwork, extra)
 }
 
 func (podOS) Remove(ctx context.Context, dir string) error {

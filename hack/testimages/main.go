@@ -5,10 +5,12 @@
 //	go run ./hack/testimages --listen 127.0.0.1:5000            # serve until killed
 //	go run ./hack/testimages --listen 127.0.0.1:5000 --print-mirrors-toml
 //	go run ./hack/testimages --list [--with-large]
+//	go run ./hack/testimages --listen 127.0.0.1:0 --addr-file /tmp/addr   # free port, address in the file
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ func main() {
 	list := flag.Bool("list", false, "print every upstream name served and exit")
 	busybox := flag.String("busybox", registry.DefaultBusybox, "statically linked busybox to build the images from")
 	logRequests := flag.Bool("log-requests", false, "log every registry request to stderr")
+	addrFile := flag.String("addr-file", "", "once serving, write the registry's address (useful with --listen 127.0.0.1:0) to this file")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "testimages: unexpected arguments %q\n", flag.Args())
@@ -34,13 +37,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *printTOML, *list, *logRequests, registry.Options{Busybox: *busybox, WithLarge: *withLarge}); err != nil {
+	if err := run(ctx, *listen, *addrFile, *printTOML, *list, *logRequests, registry.Options{Busybox: *busybox, WithLarge: *withLarge}); err != nil {
 		slog.Error("testimages", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, listen string, printTOML, list, logRequests bool, opts registry.Options) error {
+func run(ctx context.Context, listen, addrFile string, printTOML, list, logRequests bool, opts registry.Options) error {
 	if printTOML || list {
 		set, err := registry.Images(ctx, opts)
 		if err != nil {
@@ -65,6 +68,16 @@ func run(ctx context.Context, listen string, printTOML, list, logRequests bool, 
 		return err
 	}
 	slog.Info("serving test images", "addr", r.Addr(), "images", len(r.Names()))
+	if addrFile != "" {
+		// Written whole then renamed, so a reader never sees a partial address.
+		tmp := addrFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(r.Addr()+"\n"), 0o644); err != nil {
+			return errors.Join(err, r.Close())
+		}
+		if err := os.Rename(tmp, addrFile); err != nil {
+			return errors.Join(err, r.Close())
+		}
+	}
 	<-ctx.Done()
 	slog.Info("shutting down")
 	return r.Close()

@@ -893,14 +893,9 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 	var join []nsJoin
 	defer func() { closeJoins(join) }()
 	for _, ns := range execNamespaces {
-		theirs, err := os.Stat(base + ns.name)
-		if err != nil {
-			return nil, errdefs.FailedPrecondition("container %q is not running", id)
-		}
-		ours, err := os.Stat("/proc/self/ns/" + ns.name)
-		if err == nil && os.SameFile(theirs, ours) {
-			continue
-		}
+		// Joined even when it looks like ours: this process's leader
+		// thread may sit in another namespace than the cloning thread, and
+		// setns to the namespace one is in is harmless.
 		f, err := os.Open(base + ns.name)
 		if err != nil {
 			return nil, errdefs.FailedPrecondition("container %q is not running", id)

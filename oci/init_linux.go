@@ -19,10 +19,9 @@ import (
 
 // InitOptions are the hooks the skiff-shim binary hands to the init.
 type InitOptions struct {
-	// LoadSeccomp installs a seccomp filter on the calling thread. When nil,
-	// a container that asks for seccomp fails to start rather than running
-	// unconfined.
-	LoadSeccomp SeccompLoader
+	// PrepareSeccomp compiles a seccomp profile. When nil, a container that
+	// asks for seccomp fails to start rather than running unconfined.
+	PrepareSeccomp SeccompPreparer
 }
 
 // Init is the container init ("skiff-shim init"). It reads its
@@ -181,8 +180,15 @@ func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD int, ready *bool
 	if cfg.Spec.Linux != nil {
 		seccomp = cfg.Spec.Linux.Seccomp
 	}
-	if seccomp != nil && opts.LoadSeccomp == nil {
-		return errors.New("spec asks for seccomp but this build has no seccomp loader")
+	var installSeccomp func() error
+	if seccomp != nil {
+		if opts.PrepareSeccomp == nil {
+			return errors.New("spec asks for seccomp but this build has no seccomp loader")
+		}
+		var err error
+		if installSeccomp, err = opts.PrepareSeccomp(seccomp); err != nil {
+			return fmt.Errorf("compile seccomp profile: %w", err)
+		}
 	}
 	cwd := p.Cwd
 	if cwd == "" {
@@ -211,7 +217,7 @@ func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD int, ready *bool
 		}
 	}
 	if seccomp != nil && !p.NoNewPrivileges {
-		if err := opts.LoadSeccomp(seccomp); err != nil {
+		if err := installSeccomp(); err != nil {
 			return fmt.Errorf("load seccomp filter: %w", err)
 		}
 	}
@@ -271,7 +277,7 @@ func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD int, ready *bool
 		unix.Close(fifoFD)
 	}
 	if seccomp != nil && p.NoNewPrivileges {
-		if err := opts.LoadSeccomp(seccomp); err != nil {
+		if err := installSeccomp(); err != nil {
 			return fmt.Errorf("load seccomp filter: %w", err)
 		}
 	}

@@ -34,9 +34,11 @@ type CgroupManager interface {
 // process) and returns an error wrapping errdefs.ErrNotFound if it is gone.
 type CgroupFactory func(path string, res *specs.LinuxResources) (CgroupManager, error)
 
-// SeccompLoader installs a seccomp filter on the calling thread (no TSYNC).
-// The init calls it last, just before execve, on its locked thread.
-type SeccompLoader func(s *specs.LinuxSeccomp) error
+// SeccompPreparer compiles a seccomp profile and returns the function that
+// installs it on the calling thread (no TSYNC). The init compiles before
+// the start barrier, so a bad profile fails Create, and installs last, just
+// before execve, on its locked thread.
+type SeccompPreparer func(s *specs.LinuxSeccomp) (install func() error, err error)
 
 // Bundle names what to run: the spec and the rootfs, already mounted by
 // the caller (Skiff mounts the overlay itself).

@@ -13,12 +13,16 @@ import (
 )
 
 func init() {
-	// The container init must run on the main thread, locked, from the
-	// very start: every per-thread kernel state it sets up (namespaces,
-	// credentials, seccomp) is inherited by execve from this thread only.
+	// The main goroutine keeps the main thread for itself in every mode.
+	// For the container init this is essential: every per-thread kernel
+	// state it sets up (namespaces, credentials, seccomp) is inherited by
+	// execve from this thread only. In the other modes it keeps the main
+	// thread clean: the executor joins namespaces on throw-away locked
+	// threads, and a locked goroutine that exits on the main thread would
+	// wedge it in those namespaces instead of ending it.
+	runtime.LockOSThread()
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		runtime.GOMAXPROCS(1)
-		runtime.LockOSThread()
 	}
 }
 
@@ -35,7 +39,6 @@ func main() {
 	case "daemon":
 		os.Exit(shim.Main(os.Args[2:]))
 	default:
-		// The per-pod shim daemon (package shim) takes this branch.
 		fmt.Fprintf(os.Stderr, "skiff-shim: unknown mode %q\n", os.Args[1])
 		os.Exit(2)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/oci"
 	"github.com/skiffcri/skiff/oci/cgroups"
+	"github.com/skiffcri/skiff/oci/seccomp"
 )
 
 func TestPID1AndHostname(t *testing.T) {
@@ -488,5 +489,49 @@ func TestMemoryLimitAndOOMKill(t *testing.T) {
 	must(t, err)
 	if n == 0 {
 		t.Fatalf("no OOM kill counted (exit %+v, out %q)", ws, out)
+	}
+}
+
+func TestSeccomp(t *testing.T) {
+	e := newExecutor(t)
+	errno := uint(unix.EPERM)
+	denyMkdir := &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
+		Syscalls: []specs.LinuxSyscall{{
+			Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &errno,
+		}},
+	}
+	for _, c := range []struct {
+		name    string
+		profile *specs.LinuxSeccomp
+		nnp     bool
+		user    uint32
+		script  string
+		want    []string
+	}{
+		{"runtime-default", seccomp.RuntimeDefault(), true, 0,
+			`grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; echo ok`, []string{"Seccomp:\t2", "NoNewPrivs:\t1", "ok"}},
+		{"deny-mkdir", denyMkdir, true, 0,
+			`mkdir /tmp/x; echo rc=$?`, []string{"Operation not permitted", "rc=1"}},
+		// Without no_new_privs the filter is loaded before the user switch,
+		// while CAP_SYS_ADMIN is still there.
+		{"deny-mkdir-without-nnp-as-user", denyMkdir, false, 1000,
+			`grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; mkdir /tmp/x; echo rc=$?`,
+			[]string{"Seccomp:\t2", "NoNewPrivs:\t0", "Operation not permitted", "rc=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			spec := sh(c.script)
+			spec.Linux.Seccomp = c.profile
+			spec.Process.NoNewPrivileges = c.nnp
+			spec.Process.User.UID = c.user
+			spec.Process.User.GID = c.user
+			out := runOK(t, e, c.name, spec)
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("missing %q in:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

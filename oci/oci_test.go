@@ -1,0 +1,170 @@
+package oci
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiffcri/skiff/errdefs"
+)
+
+func TestParseMountOptions(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   []string
+		want mountOpts
+	}{
+		{"proc", []string{"nosuid", "noexec", "nodev"}, mountOpts{flags: unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV}},
+		{"tmpfs data", []string{"nosuid", "strictatime", "mode=755", "size=65536k"},
+			mountOpts{flags: unix.MS_NOSUID | unix.MS_STRICTATIME, data: "mode=755,size=65536k"}},
+		{"rbind ro rprivate", []string{"rbind", "ro", "rprivate"},
+			mountOpts{flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY, propagation: []uintptr{unix.MS_PRIVATE | unix.MS_REC}}},
+		{"later wins", []string{"ro", "rw"}, mountOpts{clearFlags: unix.MS_RDONLY}},
+		{"rro", []string{"rbind", "rro", "rnosuid"},
+			mountOpts{flags: unix.MS_BIND | unix.MS_REC, recSet: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID}},
+		{"rrw clears", []string{"rro", "rrw"}, mountOpts{recClr: unix.MOUNT_ATTR_RDONLY}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := parseMountOptions(c.in); !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	for _, c := range []struct {
+		name, line string
+		start      uint64
+		state      byte
+		bad        bool
+	}{
+		{"plain", "42 (sleep) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456 2000000 100 18446744073709551615", 123456, 'S', false},
+		{"comm with spaces and parens", "7 (a) b (c) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", 99, 'Z', false},
+		{"truncated", "7 (x) S 1 2", 0, 0, true},
+		{"no paren", "garbage", 0, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start, state, err := parseStat([]byte(c.line))
+			if (err != nil) != c.bad {
+				t.Fatalf("err = %v", err)
+			}
+			if !c.bad && (start != c.start || state != c.state) {
+				t.Fatalf("got %d %c", start, state)
+			}
+		})
+	}
+}
+
+func TestSysctlPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"net.ipv4.ip_forward":             "net/ipv4/ip_forward",
+		"net.ipv4.conf.eth0/1.forwarding": "net/ipv4/conf/eth0.1/forwarding",
+		"kernel.shm_rmid_forced":          "kernel/shm_rmid_forced",
+	} {
+		if got := sysctlPath(in); got != want {
+			t.Errorf("%s: got %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestValidateSysctls(t *testing.T) {
+	withNS := func(types ...specs.LinuxNamespaceType) *specs.Linux {
+		l := &specs.Linux{}
+		for _, ty := range types {
+			l.Namespaces = append(l.Namespaces, specs.LinuxNamespace{Type: ty})
+		}
+		return l
+	}
+	for _, c := range []struct {
+		name string
+		key  string
+		l    *specs.Linux
+		ok   bool
+	}{
+		{"net in netns", "net.ipv4.ip_forward", withNS(specs.NetworkNamespace), true},
+		{"net on host", "net.ipv4.ip_forward", withNS(specs.IPCNamespace), false},
+		{"ipc", "kernel.shm_rmid_forced", withNS(specs.IPCNamespace), true},
+		{"mqueue", "fs.mqueue.msg_max", withNS(specs.IPCNamespace), true},
+		{"not namespaced", "vm.swappiness", withNS(specs.NetworkNamespace, specs.IPCNamespace), false},
+		{"kernel non-ipc", "kernel.pid_max", withNS(specs.IPCNamespace), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := validateSysctls(map[string]string{c.key: "1"}, c.l)
+			if (err == nil) != c.ok {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("wrong kind: %v", err)
+			}
+		})
+	}
+}
+
+func TestPlanNamespaces(t *testing.T) {
+	l := &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: specs.MountNamespace}, {Type: specs.PIDNamespace}, {Type: specs.UTSNamespace},
+		{Type: specs.CgroupNamespace},
+		{Type: specs.NetworkNamespace, Path: "/run/skiff/ns/p/net"},
+		{Type: specs.IPCNamespace, Path: "/run/skiff/ns/p/ipc"},
+	}}
+	p, err := planNamespaces(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.cloneFlags != unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWUTS {
+		t.Errorf("clone flags %#x", p.cloneFlags)
+	}
+	if !p.newCgroup || !p.newUTS || p.newNet || p.joinPid || len(p.join) != 2 {
+		t.Errorf("plan %+v", p)
+	}
+	for _, c := range []struct {
+		name string
+		ns   []specs.LinuxNamespace
+		kind error
+	}{
+		{"no mount ns", []specs.LinuxNamespace{{Type: specs.PIDNamespace}}, errdefs.ErrInvalidArgument},
+		{"user ns", []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UserNamespace}}, errdefs.ErrUnimplemented},
+		{"twice", []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.MountNamespace}}, errdefs.ErrInvalidArgument},
+		{"bogus", []specs.LinuxNamespace{{Type: "bogus"}}, errdefs.ErrInvalidArgument},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := planNamespaces(&specs.Linux{Namespaces: c.ns}); !errors.Is(err, c.kind) {
+				t.Fatalf("err = %v, want %v", err, c.kind)
+			}
+		})
+	}
+}
+
+func TestParseCaps(t *testing.T) {
+	caps := &specs.LinuxCapabilities{
+		Bounding:  []string{"CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_CHECKPOINT_RESTORE"},
+		Effective: []string{"cap_kill"},
+		Ambient:   []string{"CAP_NET_BIND_SERVICE"},
+	}
+	// With last = CAP_SYS_ADMIN (21), CAP_CHECKPOINT_RESTORE (40) is unknown
+	// to the "kernel" and dropped.
+	s, err := parseCaps(caps, capability.CAP_SYS_ADMIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := capSets{bounding: 1<<0 | 1<<10, effective: 1 << 5, ambient: 1 << 10}
+	if s != want {
+		t.Fatalf("got %+v, want %+v", s, want)
+	}
+	if _, err := parseCaps(&specs.LinuxCapabilities{Permitted: []string{"CAP_NOPE"}}, capability.CAP_CHECKPOINT_RESTORE); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("unknown cap: %v", err)
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for id, ok := range map[string]bool{"abc": true, "a-b_c.d+1": true, "": false, "../x": false, "a/b": false, ".x": false} {
+		if validID.MatchString(id) != ok {
+			t.Errorf("%q: want %v", id, ok)
+		}
+	}
+}

@@ -391,7 +391,7 @@ func classify(err error, ep endpoint) error {
 	if errors.As(err, &te) {
 		switch {
 		case te.StatusCode == http.StatusNotFound || hasCode(te, transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode):
-			return errdefs.NotFound("image %s at %s: %v", ep.ref, ep.desc, err)
+			return errdefs.NotFound("%v", err)
 		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden ||
 			hasCode(te, transport.UnauthorizedErrorCode, transport.DeniedErrorCode):
 			return fmt.Errorf("registry %s refused credentials or access for %s: %w", ep.host, ep.ref.Context(), err)

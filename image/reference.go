@@ -2,7 +2,9 @@ package image
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -96,7 +98,8 @@ func (e endpointSpec) String() string {
 // parseMirrors validates the configured mirror endpoints.
 func parseMirrors(m map[string][]string) (map[string][]endpointSpec, error) {
 	out := map[string][]endpointSpec{}
-	for up, eps := range m {
+	for _, up := range slices.Sorted(maps.Keys(m)) { // sorted: aliases merge in a fixed order
+		eps := m[up]
 		key := normalizeHost(up)
 		for _, ep := range eps {
 			u, err := url.Parse(ep)
@@ -115,7 +118,10 @@ func parseMirrors(m map[string][]string) (map[string][]endpointSpec, error) {
 					return nil, errdefs.InvalidArgument("mirror %q for %s: bad path prefix: %v", ep, up, err)
 				}
 			}
-			out[key] = append(out[key], endpointSpec{host: u.Host, prefix: prefix, plain: u.Scheme == "http"})
+			e := endpointSpec{host: u.Host, prefix: prefix, plain: u.Scheme == "http"}
+			if !slices.Contains(out[key], e) { // "docker.io" and "index.docker.io" often list the same mirror
+				out[key] = append(out[key], e)
+			}
 		}
 	}
 	return out, nil

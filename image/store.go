@@ -132,6 +132,9 @@ type Store struct {
 
 	pullMu sync.Mutex
 	pulls  map[string]*pullCall
+
+	usageMu sync.Mutex
+	usage   map[string]usage // committed layer hex -> its disk usage (layers are immutable)
 }
 
 // New opens the store, creates its directories and buckets, and removes what
@@ -154,6 +157,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		maxLayer:   o.MaxLayerSize,
 		active:     map[string]int{},
 		pulls:      map[string]*pullCall{},
+		usage:      map[string]usage{},
 	}
 	if s.stall <= 0 {
 		s.stall = DefaultStallTimeout

@@ -311,3 +311,31 @@ func TestCleanPath(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceProgram(t *testing.T) {
+	prog, err := DeviceProgram([]specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		{Allow: true, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(3)), Access: "rwm"},
+		{Allow: true, Type: "b", Major: ptr(int64(-1)), Access: "m"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 7 prologue + (3+... per rule) + 2 epilogue; every instruction is 8 bytes
+	// and the program ends in "r0 = 1; exit".
+	if len(prog)%8 != 0 || len(prog) < 8*9 {
+		t.Fatalf("program of %d bytes", len(prog))
+	}
+	tail := prog[len(prog)-16:]
+	if tail[0] != 0xb7 || tail[4] != 1 || tail[8] != 0x95 {
+		t.Errorf("program does not end in the default allow: % x", tail)
+	}
+	for name, bad := range map[string]specs.LinuxDeviceCgroup{
+		"type":   {Type: "x", Access: "r"},
+		"access": {Type: "c", Access: "rx"},
+	} {
+		if _, err := DeviceProgram([]specs.LinuxDeviceCgroup{bad}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}

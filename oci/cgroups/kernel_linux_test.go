@@ -353,3 +353,86 @@ func TestKernelV2CoreFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// v2Scratch returns a unified layout rooted at a throwaway directory of
+// the host's cgroup2 hierarchy (see TestKernelV2CoreFiles).
+func v2Scratch(t *testing.T) *Layout {
+	t.Helper()
+	host := hostLayout(t)
+	if host.Unified == "" {
+		t.Skip("no cgroup2 hierarchy mounted")
+	}
+	base := filepath.Join(host.Unified, strings.TrimPrefix(testParent(t), "/"))
+	if err := os.Mkdir(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = removeTree(ctx, base)
+	})
+	return &Layout{Mode: Unified, Unified: base, V1: map[string]string{}}
+}
+
+// runIn runs a busybox script inside the cgroup and returns its output.
+func runIn(t *testing.T, m *Manager, script string) string {
+	t.Helper()
+	cmd := exec.Command(busybox, "sh", "-c", "read go; "+script)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	if err := m.Apply(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(in, "go\n")
+	_ = cmd.Wait()
+	return strings.TrimSpace(out.String())
+}
+
+// TestKernelV2DeviceProgram attaches the generated eBPF device filter to a
+// real cgroup2 directory and checks what a process inside may open.
+func TestKernelV2DeviceProgram(t *testing.T) {
+	needRoot(t)
+	m := newTestCgroup(t, v2Scratch(t))
+	rules := []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		{Allow: true, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(3)), Access: "rwm"}, // null
+		{Allow: true, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(5)), Access: "r"},   // zero, read only
+	}
+	if err := m.Set(&specs.LinuxResources{Devices: rules}); err != nil {
+		t.Fatal(err)
+	}
+	script := `(echo x > /dev/null) 2>/dev/null && echo null=ok || echo null=denied; ` +
+		`head -c1 /dev/zero >/dev/null 2>&1 && echo zeroread=ok || echo zeroread=denied; ` +
+		`(echo x > /dev/zero) 2>/dev/null && echo zerowrite=ok || echo zerowrite=denied; ` +
+		`head -c1 /dev/urandom >/dev/null 2>&1 && echo urandom=ok || echo urandom=denied`
+	want := "null=ok\nzeroread=ok\nzerowrite=denied\nurandom=denied"
+	if got := runIn(t, m, script); got != want {
+		t.Errorf("with filter:\n%s\nwant\n%s", got, want)
+	}
+	// Updating replaces the program rather than stacking a second one.
+	if err := m.Set(&specs.LinuxResources{Devices: append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: ptr(int64(1)), Access: "rw"})}); err != nil {
+		t.Fatal(err)
+	}
+	cg, err := unix.Open(m.Path(""), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(cg)
+	ids, err := queryDevicePrograms(cg)
+	if err != nil || len(ids) != 1 {
+		t.Errorf("attached device programs after update: %v, %v; want exactly one", ids, err)
+	}
+	want = "null=ok\nzeroread=ok\nzerowrite=ok\nurandom=ok"
+	if got := runIn(t, m, script); got != want {
+		t.Errorf("after update:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -357,12 +357,23 @@ func setRdma(w writer, rdma map[string]specs.LinuxRdma) error {
 	return nil
 }
 
-// setV2 writes the unified hierarchy. Device rules are not enforced on v2:
-// that needs a BPF_PROG_TYPE_CGROUP_DEVICE program, which this package does
-// not load yet; the container's /dev (only the spec's devices are created)
-// and the dropped CAP_MKNOD still confine device access.
+// setV2 writes the unified hierarchy. Device rules become an eBPF program
+// attached to the cgroup (see devices_linux.go).
 func (m *Manager) setV2(r *specs.LinuxResources) error {
 	w := writer{l: m.layout, dir: m.unified}
+	if len(r.Devices) > 0 {
+		prog, err := DeviceProgram(r.Devices)
+		if err != nil {
+			return err
+		}
+		// A fake tree cannot hold a BPF program; its tests check the
+		// program generation only.
+		if !m.layout.fake {
+			if err := attachDeviceProgram(m.unified, prog); err != nil {
+				return err
+			}
+		}
+	}
 	if c := r.CPU; c != nil {
 		if c.Shares != nil && *c.Shares != 0 {
 			if err := w.set("cpu.weight", utoa(SharesToWeight(*c.Shares))); err != nil {

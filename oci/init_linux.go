@@ -281,7 +281,22 @@ func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD int, ready *bool
 			return fmt.Errorf("load seccomp filter: %w", err)
 		}
 	}
+	if !hasRlimit(p, "RLIMIT_NOFILE") {
+		// No NOFILE in the spec: the process inherits the executor's
+		// limit, which syscall.Exec restores (the Go runtime raised ours).
+		err := syscall.Exec(path, p.Args, env)
+		return &os.PathError{Op: "execve", Path: path, Err: err}
+	}
 	return execve(path, p.Args, env)
+}
+
+func hasRlimit(p *specs.Process, typ string) bool {
+	for _, r := range p.Rlimits {
+		if r.Type == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // setUser sets groups, gid and uid of the calling thread only, with raw

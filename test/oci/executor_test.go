@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -200,6 +201,7 @@ func TestRlimitsNoNewPrivsOOMScore(t *testing.T) {
 	}
 	adj := 500
 	spec.Process.OOMScoreAdj = &adj
+	var cur []byte
 	out := runOK(t, e, "rlimits", spec)
 	if !strings.HasPrefix(out, "1000\n0\n") {
 		t.Errorf("rlimits: %q", out)
@@ -211,8 +213,24 @@ func TestRlimitsNoNewPrivsOOMScore(t *testing.T) {
 		t.Errorf("oom_score_adj: %q", out)
 	}
 
+	// Without RLIMIT_NOFILE in the spec the process gets the limit a plain
+	// fork+exec from this process would give, not the one the Go runtime
+	// raised inside the init.
+	// Lower our soft limit first so that the init's raise is visible.
+	var lim syscall.Rlimit
+	must(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	lowered := lim
+	lowered.Cur = min(lim.Cur, 4096) - 1
+	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered))
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	host, err := exec.Command("sh", "-c", "ulimit -n").Output()
+	must(t, err)
+	if out := runOK(t, e, "nofile-default", sh(`ulimit -n`)); out != string(host) {
+		t.Errorf("default NOFILE %q, want the host's %q", out, host)
+	}
+
 	// Root here lacks CAP_SYS_RESOURCE: a value below ours is clamped, not fatal.
-	cur, err := os.ReadFile("/proc/self/oom_score_adj")
+	cur, err = os.ReadFile("/proc/self/oom_score_adj")
 	must(t, err)
 	spec = sh(`cat /proc/self/oom_score_adj`)
 	low := -999

@@ -22,6 +22,13 @@ import (
 
 var shimPath string
 
+func init() {
+	// Keep the main thread for the main goroutine: helpers here and in the
+	// executor join namespaces on locked threads that they then discard,
+	// and a discarded main thread would be wedged instead of ended.
+	runtime.LockOSThread()
+}
+
 func TestMain(m *testing.M) {
 	if os.Getuid() != 0 {
 		fmt.Println("skipping executor kernel tests: need root")

@@ -3,10 +3,12 @@ package cgroups
 // These tests run the Manager against plain temporary directories standing
 // in for cgroupfs (Layout.fake makes writes create files). They check which
 // files get which values; they do not prove the kernel accepts them. The v2
-// resource paths in particular ran only against such a fake tree on the
-// development host, which is cgroup v1 hybrid; the v2 core files (procs,
-// freeze, kill, events) are also exercised on the real cgroup2 mount by the
-// root tests in kernel_linux_test.go.
+// resource files (cpu.weight, cpu.max, memory.max, memory.swap.max, io.*,
+// pids.max, hugetlb, subtree_control) ran only against such a fake tree on
+// the development host, which is cgroup v1 hybrid with no controllers on its
+// cgroup2 mount. The v2 core files (cgroup.procs, cgroup.freeze,
+// cgroup.events, cgroup.kill, cpu.stat) and the eBPF device filter are also
+// exercised on the real cgroup2 mount by kernel_linux_test.go.
 
 import (
 	"context"

@@ -7,6 +7,11 @@
 // cilium/ebpf for code paths Skiff never takes, and the shim that links this
 // package has a memory budget. The parsing helpers in this file are pure so
 // they can be tested without root.
+//
+// On cgroup v2 there are no device files; device rules are compiled into an
+// eBPF cgroup-device program (devices_linux.go). Skiff's cgroups are always
+// leaves or have no processes of their own, as v2's "no internal
+// processes" rule requires for enabling controllers below them.
 package cgroups
 
 import (

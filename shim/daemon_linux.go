@@ -32,6 +32,10 @@ import (
 // process that outlived the container still holds it.
 const ioDrainTimeout = 2 * time.Second
 
+// trimDelay is how long the shim must be idle (no request in flight)
+// before it returns free heap memory to the kernel.
+const trimDelay = 2 * time.Second
+
 // validID keeps container ids usable as one path element.
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
 
@@ -100,6 +104,8 @@ func Serve(ctx context.Context, cfg Config) error {
 		reserved:   make(map[string]bool),
 		shutdown:   cancel,
 	}
+	d.trim = time.AfterFunc(trimDelay, debug.FreeOSMemory)
+	defer d.trim.Stop()
 	go d.reaper.run(ctx)
 	context.AfterFunc(ctx, func() { ln.Close() })
 	if cfg.Ready != nil {
@@ -136,6 +142,11 @@ type daemon struct {
 	cfg      Config
 	reaper   *reaper
 	shutdown context.CancelFunc
+
+	// trim returns free memory to the kernel once requests stop: the Go
+	// heap would otherwise keep its high-water mark resident, and an idle
+	// shim should cost as little as possible.
+	trim *time.Timer
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -201,6 +212,8 @@ func (d *daemon) get(id string) (*container, error) {
 // when the client closes its end, so an abandoned Wait or ExecSync stops.
 func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
+	d.trim.Stop()
+	defer d.trim.Reset(trimDelay)
 	br := bufio.NewReader(io.LimitReader(conn, maxRequest))
 	line, err := br.ReadBytes('\n')
 	if err != nil {
@@ -678,9 +691,6 @@ func (d *daemon) delete(ctx context.Context, id string) error {
 		}
 	}
 	d.cfg.Logger.Info("container deleted", "id", id)
-	// Give memory used by the container's buffers back; an idle shim
-	// should stay small.
-	debug.FreeOSMemory()
 	return nil
 }
 

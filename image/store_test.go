@@ -2,23 +2,29 @@ package image
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/skiffcri/skiff/errdefs"
@@ -348,5 +354,126 @@ func TestFsInfoCountsOwnDirs(t *testing.T) {
 	}
 	if full.Mountpoint != s.layersDir {
 		t.Errorf("Mountpoint = %s", full.Mountpoint)
+	}
+}
+
+func TestPullCompressions(t *testing.T) {
+	reg := newRegistry(t, nil)
+	gz, err := tarball.LayerFromOpener(opener(buildTar(t, tarEntry{name: "gz", body: "gzip"})), tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zs, err := tarball.LayerFromOpener(opener(buildTar(t, tarEntry{name: "zs", body: "zstd"})), tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := static.NewLayer(buildTar(t, tarEntry{name: "plain", body: "tar"}), types.OCIUncompressedLayer)
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), gz, zs, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	if mt, _ := zs.MediaType(); mt != types.OCILayerZStd {
+		t.Fatalf("zstd layer media type %s", mt)
+	}
+	if rc, err := zs.Compressed(); err == nil {
+		head := make([]byte, 4)
+		io.ReadFull(rc, head)
+		rc.Close()
+		if !bytes.Equal(head, zstdMagic) {
+			t.Fatalf("zstd layer starts with %x", head)
+		}
+	}
+	push(t, reg+"/comp/img:1", img)
+	s := newTestStore(t, Options{})
+	ctx := context.Background()
+	got, err := s.Pull(ctx, reg+"/comp/img:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := s.LayerDirs(ctx, got.ID)
+	if err != nil || len(dirs) != 3 {
+		t.Fatalf("LayerDirs = %v, %v", dirs, err)
+	}
+	mustContent(t, filepath.Join(dirs[2], "gz"), "gzip")
+	mustContent(t, filepath.Join(dirs[1], "zs"), "zstd")
+	mustContent(t, filepath.Join(dirs[0], "plain"), "tar")
+}
+
+func opener(b []byte) tarball.Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+func TestRestartKeepsImages(t *testing.T) {
+	reg := newRegistry(t, nil)
+	img := testImage(t, v1.Config{User: "www-data"}, buildTar(t, tarEntry{name: "f", body: "x"}))
+	push(t, reg+"/keep/img:1", img)
+	s := newTestStore(t, Options{})
+	ctx := context.Background()
+	got, err := s.Pull(ctx, reg+"/keep/img:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(ctx, Options{Root: s.root, DB: s.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s2.Get(ctx, reg+"/keep/img:1")
+	if err != nil || again.ID != got.ID || again.Config.Config.User != "www-data" {
+		t.Fatalf("after restart: %+v, %v", again, err)
+	}
+	dirs, err := s2.LayerDirs(ctx, got.ID)
+	if err != nil || len(dirs) != 1 {
+		t.Fatalf("LayerDirs after restart = %v, %v", dirs, err)
+	}
+	mustContent(t, filepath.Join(dirs[0], "f"), "x")
+}
+
+func TestPullConcurrentSharedBaseAndCancel(t *testing.T) {
+	var slow atomic.Bool
+	reg := newRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if slow.Load() && strings.Contains(r.URL.Path, "/blobs/") {
+				time.Sleep(100 * time.Millisecond)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	base := buildTar(t, tarEntry{name: "base", body: strings.Repeat("b", 4096)})
+	a := testImage(t, v1.Config{Cmd: []string{"a"}}, base, buildTar(t, tarEntry{name: "a", body: "a"}))
+	b := testImage(t, v1.Config{Cmd: []string{"b"}}, base, buildTar(t, tarEntry{name: "b", body: "b"}))
+	push(t, reg+"/cc/a:1", a)
+	push(t, reg+"/cc/b:1", b)
+	slow.Store(true)
+	s := newTestStore(t, Options{})
+	ctx := context.Background()
+
+	// A caller that gives up must not cancel the download for one that waits.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	var errShort, errA, errB error
+	wg.Go(func() { _, errShort = s.Pull(short, reg+"/cc/a:1", nil) })
+	wg.Go(func() { _, errA = s.Pull(ctx, reg+"/cc/a:1", nil) })
+	wg.Go(func() { _, errB = s.Pull(ctx, reg+"/cc/b:1", nil) })
+	wg.Wait()
+	if !errors.Is(errShort, context.DeadlineExceeded) {
+		t.Errorf("short pull: %v, want DeadlineExceeded", errShort)
+	}
+	if errA != nil || errB != nil {
+		t.Fatalf("pulls: %v, %v", errA, errB)
+	}
+	for _, ref := range []string{reg + "/cc/a:1", reg + "/cc/b:1"} {
+		img, err := s.Get(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.LayerDirs(ctx, img.ID); err != nil {
+			t.Error(err)
+		}
+	}
+	ents, _ := os.ReadDir(s.layersDir)
+	if len(ents) != 3 {
+		t.Errorf("%d layers, want 3", len(ents))
 	}
 }

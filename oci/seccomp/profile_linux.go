@@ -138,7 +138,8 @@ func ParseProfile(data []byte, caps []string) (*specs.LinuxSeccomp, error) {
 			if len(inc.Arches) > 0 && !slices.Contains(inc.Arches, runtime.GOARCH) {
 				continue
 			}
-			if !slices.ContainsFunc(inc.Caps, func(c string) bool { return has[normCap(c)] }) && len(inc.Caps) > 0 {
+			// Every listed capability is required, as in Docker.
+			if slices.ContainsFunc(inc.Caps, func(c string) bool { return !has[normCap(c)] }) {
 				continue
 			}
 			if inc.MinKernel != "" {

@@ -47,6 +47,11 @@ func unpack(t *testing.T, img v1.Image) string {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			// A container runtime always provides /dev/null (ash needs it
+			// for background jobs).
+			if err := syscall.Mknod(filepath.Join(root, "dev/null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+				t.Fatal(err)
+			}
 			return root
 		}
 		if err != nil {
@@ -120,16 +125,34 @@ func chroot(t *testing.T, root string, uid, gid uint32, argv ...string) (string,
 	return out.String(), err
 }
 
+// imageNamed returns the image served as n, resolving an index to the
+// entry for this machine's architecture.
 func imageNamed(t *testing.T, set []Image, n string) v1.Image {
 	t.Helper()
 	for _, im := range set {
 		for _, name := range im.Names {
-			if name == n && im.Image != nil {
+			if name != n {
+				continue
+			}
+			if im.Image != nil {
 				return im.Image
+			}
+			m, err := im.Index.IndexManifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range m.Manifests {
+				if d.Platform != nil && d.Platform.Architecture == runtime.GOARCH {
+					img, err := im.Index.Image(d.Digest)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return img
+				}
 			}
 		}
 	}
-	t.Fatalf("no plain image %s", n)
+	t.Fatalf("no image %s for %s", n, runtime.GOARCH)
 	return nil
 }
 
@@ -288,5 +311,71 @@ func TestNginxImage(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("nginx ignored SIGTERM")
+	}
+}
+
+// TestHttpdAndPauseImages runs the httpd and pause stand-ins as their images'
+// default commands, in a chroot and a fresh network namespace (port 80 there
+// is free and disappears with the processes).
+func TestHttpdAndPauseImages(t *testing.T) {
+	needRoot(t)
+	set, err := Images(t.Context(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpd := unpack(t, imageNamed(t, set, "registry.k8s.io/e2e-test-images/httpd:2.4.39-4"))
+	script := `ip link set lo up
+/usr/local/bin/httpd-foreground > /tmp/httpd.log 2>&1 &
+pid=$!
+i=0
+until page=$(wget -q -O - http://127.0.0.1:80/); do
+	i=$((i+1)); [ $i -lt 100 ] || exit 1; sleep 0.1
+done
+kill -TERM $pid; wait $pid; status=$?
+echo "$page"; cat /tmp/httpd.log; echo "status=$status"`
+	var out, errb bytes.Buffer
+	cmd := &exec.Cmd{
+		Path: "/bin/sh", Args: []string{"sh", "-c", script}, Env: []string{defaultPath}, Dir: "/",
+		Stdout: &out, Stderr: &errb,
+		SysProcAttr: &syscall.SysProcAttr{Chroot: httpd, Cloneflags: syscall.CLONE_NEWNET},
+	}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("httpd image: %v\n%s%s", err, out.String(), errb.String())
+	}
+	for _, want := range []string{"It works!", "httpd: serving", "status=0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("httpd image: output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	pause := unpack(t, imageNamed(t, set, "registry.k8s.io/pause:3.10"))
+	cmd = &exec.Cmd{
+		Path: "/pause", Args: []string{"/pause"}, Env: []string{defaultPath}, Dir: "/",
+		SysProcAttr: &syscall.SysProcAttr{Chroot: pause, Credential: &syscall.Credential{Uid: 65535, Gid: 65535}},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Still running after its first sleep starts, then a clean exit on SIGTERM.
+	for range 50 {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); len(b) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("pause exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Error("pause ignored SIGTERM")
 	}
 }

@@ -60,6 +60,11 @@ func envFD(name string) (int, error) {
 }
 
 func runInit(opts InitOptions, syncFD int, ready *bool) error {
+	// Until execve (which resets it) no process in the container may
+	// ptrace us or open /proc/<pid>/exe, the host's skiff-shim binary.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)
+	}
 	// The fds inherited from the parent (config, sync, fifo, namespace)
 	// must not leak into the user process.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {

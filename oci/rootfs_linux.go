@@ -460,7 +460,14 @@ func readonlyPaths(paths []string) error {
 			}
 			return mountError(p, p, "bind", err)
 		}
-		if err := remountBind(p, unix.MS_RDONLY|unix.MS_REC, 0); err != nil {
+		// Recursively, so submounts (binfmt_misc under /proc/sys) are
+		// read-only too; plain remount where mount_setattr is missing.
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		err := unix.MountSetattr(-1, p, unix.AT_RECURSIVE, &attr)
+		if errors.Is(err, unix.ENOSYS) {
+			err = remountBind(p, unix.MS_RDONLY, 0)
+		}
+		if err != nil {
 			return fmt.Errorf("read-only path %s: %w", p, err)
 		}
 	}

@@ -95,20 +95,45 @@ func TestMounts(t *testing.T) {
 	must(t, unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"))
 	t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
 	rw := t.TempDir()
+	// The pod's files, as the sandbox writes them.
+	pod := t.TempDir()
+	for name, body := range map[string]string{"hosts": "127.0.0.1 localhost\n", "resolv.conf": "nameserver 10.0.0.10\n", "hostname": "skiff-test-host\n"} {
+		must(t, os.WriteFile(filepath.Join(pod, name), []byte(body), 0o644))
+	}
 
 	spec := sh(`cat /proc/self/mountinfo; echo ---; cat /etc/secret; ls /etc/secretdir; echo masked-end;
 		touch /rootfile 2>/dev/null && echo rootfs-writable; touch /data/sub/x 2>/dev/null && echo rro-writable;
-		touch /rw/x && echo rw-ok; cat /proc/keys | wc -c; ls -l /dev/null /dev/zero /dev/tty; readlink /dev/ptmx; readlink /dev/fd`)
+		touch /rw/x && echo rw-ok; cat /etc/hosts /etc/resolv.conf /etc/hostname; cat /proc/keys | wc -c; ls -l /dev/null /dev/zero /dev/tty; readlink /dev/ptmx; readlink /dev/fd`)
 	spec.Root.Readonly = true
 	spec.Mounts = append(spec.Mounts,
 		specs.Mount{Destination: "/data", Type: "bind", Source: host, Options: []string{"rbind", "rro"}},
 		specs.Mount{Destination: "/rw", Type: "bind", Source: rw, Options: []string{"bind", "rw", "nosuid"}},
+		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(pod, "hosts"), Options: []string{"rbind", "rprivate", "rw"}},
+		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(pod, "resolv.conf"), Options: []string{"rbind", "rprivate", "ro"}},
+		specs.Mount{Destination: "/etc/hostname", Type: "bind", Source: filepath.Join(pod, "hostname"), Options: []string{"rbind", "rprivate", "ro"}},
 	)
-	out := runOK(t, e, "mounts", spec)
+	rootfs := newRootfs(t)
+	c, output := create(t, e, "mounts", spec, rootfs)
+	must(t, e.Start(testCtx(t), "mounts"))
+	ws, err := c.Wait()
+	must(t, err)
+	out := output()
+	if ws.Code != 0 {
+		t.Fatalf("exit %+v:\n%s", ws, out)
+	}
+	// Nothing the container mounted shows up on the host.
+	hostMI, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, err)
+	for _, l := range strings.Split(string(hostMI), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], rootfs+"/") {
+			t.Errorf("container mount leaked to the host: %s", l)
+		}
+	}
 	mi, rest, _ := strings.Cut(out, "---\n")
 	for _, c := range []struct{ mp, opt string }{
 		{"/", "ro"}, {"/sys", "ro"}, {"/proc/sys", "ro"}, {"/proc", "rw"},
 		{"/dev/pts", "rw"}, {"/data", "ro"}, {"/data/sub", "ro"}, {"/rw", "rw"}, {"/etc/secret", "rw"},
+		{"/etc/hosts", "rw"}, {"/etc/resolv.conf", "ro"}, {"/etc/hostname", "ro"},
 	} {
 		opts, ok := mountinfo(mi, c.mp)
 		if !ok {
@@ -130,7 +155,7 @@ func TestMounts(t *testing.T) {
 			t.Errorf("%s in output:\n%s", bad, rest)
 		}
 	}
-	for _, want := range []string{"rw-ok", "\n0\n", "1,   3", "1,   5", "5,   0", "pts/ptmx", "/proc/self/fd"} {
+	for _, want := range []string{"rw-ok", "127.0.0.1 localhost\nnameserver 10.0.0.10\nskiff-test-host\n", "\n0\n", "1,   3", "1,   5", "5,   0", "pts/ptmx", "/proc/self/fd"} {
 		if !strings.Contains(rest, want) {
 			t.Errorf("missing %q in:\n%s", want, rest)
 		}
@@ -322,12 +347,14 @@ func startSleeper(t *testing.T, e *oci.Executor, id string, spec *specs.Spec) *o
 func TestExec(t *testing.T) {
 	e := newExecutor(t)
 	ctx := testCtx(t)
-	c := startSleeper(t, e, "exec", nil)
+	spec := sh(`exec sleep 1000`)
+	spec.Linux.CgroupsPath = "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-exec"
+	c := startSleeper(t, e, "exec", spec)
 	r, w, err := os.Pipe()
 	must(t, err)
 	defer r.Close()
 	p := &specs.Process{
-		Args: []string{"sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; cat /proc/1/comm; hostname; grep CapEff /proc/self/status"},
+		Args: []string{"sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; cat /proc/1/comm; hostname; grep CapEff /proc/self/status; cat /proc/self/cgroup > /tmp/exec; cat /proc/1/cgroup > /tmp/init; cmp /tmp/exec /tmp/init && echo same-cgroups"},
 		Env:  []string{"PATH=/bin"},
 		Cwd:  "/",
 	}
@@ -340,7 +367,7 @@ func TestExec(t *testing.T) {
 	if st.Code != 0 {
 		t.Fatalf("exec exit %+v: %s", st, out)
 	}
-	want := fmt.Sprintf("mnt:[%d]\npid:[%d]\nsleep\nskiff-test-host\nCapEff:\t00000000a80425fb\n",
+	want := fmt.Sprintf("mnt:[%d]\npid:[%d]\nsleep\nskiff-test-host\nCapEff:\t00000000a80425fb\nsame-cgroups\n",
 		inode(t, fmt.Sprintf("/proc/%d/ns/mnt", c.Pid)), inode(t, fmt.Sprintf("/proc/%d/ns/pid", c.Pid)))
 	if out != want {
 		t.Fatalf("exec output %q, want %q", out, want)

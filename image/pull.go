@@ -49,6 +49,9 @@ func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (Image, error)
 	if err != nil {
 		return Image{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", refString(r), err)
+	}
 	key := refString(r)
 	if auth != nil {
 		b, _ := json.Marshal(auth)

@@ -269,10 +269,11 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 	defer s.mu.Unlock()
 	byID := looksLikeID(ref)
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		rec, err := resolve(tx, ref)
+		rec, viaID, err := resolveRef(tx, ref)
 		if err != nil {
 			return err
 		}
+		byID = viaID
 		if !byID {
 			key, err := refKey(ref)
 			if err != nil {
@@ -441,13 +442,20 @@ func deleteRecord(tx *bbolt.Tx, r *record) error {
 
 // resolve finds the record ref names; see Get for the accepted forms.
 func resolve(tx *bbolt.Tx, ref string) (*record, error) {
+	r, _, err := resolveRef(tx, ref)
+	return r, err
+}
+
+// resolveRef is resolve that also says whether ref named the image by ID.
+func resolveRef(tx *bbolt.Tx, ref string) (rec *record, byID bool, err error) {
 	if ref == "" {
-		return nil, errdefs.InvalidArgument("empty image reference")
+		return nil, false, errdefs.InvalidArgument("empty image reference")
 	}
 	if looksLikeID(ref) {
 		hex := strings.TrimPrefix(ref, "sha256:")
 		if len(hex) == 64 {
-			return getRecord(tx, "sha256:"+hex)
+			rec, err := getRecord(tx, "sha256:"+hex)
+			return rec, true, err
 		}
 		var found []string
 		c := tx.Bucket(imagesBucket).Cursor()
@@ -457,25 +465,27 @@ func resolve(tx *bbolt.Tx, ref string) (*record, error) {
 		}
 		switch len(found) {
 		case 1:
-			return getRecord(tx, found[0])
+			rec, err := getRecord(tx, found[0])
+			return rec, true, err
 		case 0:
 			// A short hex string may also be a repository name; fall through.
 		default:
-			return nil, errdefs.InvalidArgument("image ID prefix %q is ambiguous (%d images)", ref, len(found))
+			return nil, true, errdefs.InvalidArgument("image ID prefix %q is ambiguous (%d images)", ref, len(found))
 		}
 		if strings.HasPrefix(ref, "sha256:") {
-			return nil, errdefs.NotFound("image %q", ref)
+			return nil, true, errdefs.NotFound("image %q", ref)
 		}
 	}
 	key, err := refKey(ref)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	id := tx.Bucket(refsBucket).Get([]byte(key))
 	if id == nil {
-		return nil, errdefs.NotFound("image %q", ref)
+		return nil, false, errdefs.NotFound("image %q", ref)
 	}
-	return getRecord(tx, string(id))
+	rec, err = getRecord(tx, string(id))
+	return rec, false, err
 }
 
 // looksLikeID reports whether ref has the form of an image ID or ID prefix

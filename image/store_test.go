@@ -477,3 +477,25 @@ func TestPullConcurrentSharedBaseAndCancel(t *testing.T) {
 		t.Errorf("%d layers, want 3", len(ents))
 	}
 }
+
+func TestRemoveHexLookingTag(t *testing.T) {
+	reg := newRegistry(t, nil)
+	img := testImage(t, v1.Config{}, buildTar(t, tarEntry{name: "f", body: "x"}))
+	// A repository whose name looks like an ID prefix.
+	push(t, reg+"/deadbeefcafe:1", img)
+	push(t, reg+"/deadbeefcafe:2", img)
+	s := newTestStore(t, Options{})
+	ctx := context.Background()
+	for _, tag := range []string{"1", "2"} {
+		if _, err := s.Pull(ctx, reg+"/deadbeefcafe:"+tag, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Remove(ctx, reg+"/deadbeefcafe:1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, reg+"/deadbeefcafe:2")
+	if err != nil || len(got.RepoTags) != 1 {
+		t.Errorf("removing one tag took more: %+v, %v", got.RepoTags, err)
+	}
+}

@@ -49,7 +49,8 @@ type Manager struct {
 }
 
 // New creates the cgroup at path (e.g. "/kubepods/pod123/ctr456", relative
-// to each hierarchy's root) in every hierarchy using the host's layout.
+// to each hierarchy's root) in every hierarchy using the host's layout. A
+// systemd-style "slice:prefix:name" path is expanded with SystemdPath.
 func New(path string) (*Manager, error) {
 	l, err := DetectLayout()
 	if err != nil {
@@ -68,6 +69,10 @@ func Load(path string) (*Manager, error) {
 }
 
 func cleanPath(p string) (string, error) {
+	p, err := SystemdPath(p)
+	if err != nil {
+		return "", err
+	}
 	if p == "" {
 		return "", errdefs.InvalidArgument("empty cgroup path")
 	}

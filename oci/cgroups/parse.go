@@ -321,3 +321,52 @@ func limitString(v int64) string {
 	}
 	return strconv.FormatInt(v, 10)
 }
+
+// SystemdPath converts a systemd-driver cgroups path ("slice:prefix:name",
+// what kubelet sends with cgroupDriver=systemd) into the directory systemd
+// would use, so the cgroupfs driver can honour it on hosts without
+// systemd: "kubepods-besteffort.slice:cri:abc" becomes
+// "/kubepods.slice/kubepods-besteffort.slice/cri-abc.scope". Paths without
+// two colons are returned unchanged.
+func SystemdPath(p string) (string, error) {
+	parts := strings.Split(p, ":")
+	if len(parts) != 3 || strings.Contains(p, "/") {
+		return p, nil
+	}
+	slice, prefix, name := parts[0], parts[1], parts[2]
+	if name == "" {
+		return "", errdefs.InvalidArgument("systemd cgroups path %q: empty unit name", p)
+	}
+	dir, err := expandSlice(slice)
+	if err != nil {
+		return "", err
+	}
+	unit := name
+	if !strings.HasSuffix(name, ".slice") && !strings.HasSuffix(name, ".scope") {
+		if prefix != "" {
+			unit = prefix + "-" + name
+		}
+		unit += ".scope"
+	}
+	return strings.TrimSuffix(dir, "/") + "/" + unit, nil
+}
+
+// expandSlice turns "a-b-c.slice" into "/a.slice/a-b.slice/a-b-c.slice";
+// "" and "-.slice" are the root slice.
+func expandSlice(slice string) (string, error) {
+	if slice == "" || slice == "-.slice" {
+		return "/", nil
+	}
+	name, ok := strings.CutSuffix(slice, ".slice")
+	if !ok || name == "" || strings.HasPrefix(name, "-") || strings.HasSuffix(name, "-") || strings.Contains(name, "--") {
+		return "", errdefs.InvalidArgument("invalid systemd slice %q", slice)
+	}
+	var b strings.Builder
+	prefix := ""
+	for comp := range strings.SplitSeq(name, "-") {
+		prefix += comp
+		b.WriteString("/" + prefix + ".slice")
+		prefix += "-"
+	}
+	return b.String(), nil
+}

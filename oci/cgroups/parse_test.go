@@ -209,3 +209,24 @@ func TestConversions(t *testing.T) {
 		}
 	}
 }
+
+func TestSystemdPath(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{"/kubepods/pod1/ctr", "/kubepods/pod1/ctr", false},
+		{"kubepods-besteffort-pod12.slice:cri-containerd:abc", "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-containerd-abc.scope", false},
+		{"system.slice:docker:xyz", "/system.slice/docker-xyz.scope", false},
+		{"-.slice::x.scope", "/x.scope", false},
+		{":skiff:c1", "/skiff-c1.scope", false},
+		{"bad-.slice:p:n", "", true},
+		{"notaslice:p:n", "", true},
+		{"a.slice:p:", "", true},
+	} {
+		got, err := SystemdPath(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("SystemdPath(%q) = %q, %v; want %q (err %v)", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}

@@ -13,6 +13,21 @@
 // per-thread credentials (user, capabilities, no_new_privs, seccomp) on its
 // locked thread and calls execve from that thread.
 //
+// Namespaces. New namespaces come from clone flags, except the cgroup
+// namespace, which the init unshares itself once the parent has placed it
+// in its cgroup (so that cgroup is the namespace's root). Namespaces given
+// by path (a pod's net, ipc, uts and pid) are joined by the parent with
+// setns on a locked OS thread that then forks the init: os/exec clones from
+// the calling thread, so the child inherits that thread's namespaces, and
+// setns on a PID namespace affects only children, which is what is wanted.
+// The thread is never unlocked; its goroutine exits and the Go runtime
+// ends the thread. Exec joins the container's pid, net, ipc, uts and cgroup
+// namespaces the same way, while the mount namespace is joined by the exec
+// init itself (after unshare(CLONE_FS)), because the init binary must be
+// resolved on the host first. User and time namespaces are refused: joining
+// a user namespace needs a single-threaded caller (a cgo pre-runtime stage),
+// and a time namespace can only be entered by a new child.
+//
 // Everything the executor needs to find a container again lives in
 // <StateDir>/<id>/state.json, so a process that did not create a container
 // (a restarted daemon, the CLI) can Start, Kill, inspect and Delete it. The

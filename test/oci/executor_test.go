@@ -580,3 +580,23 @@ func TestSeccomp(t *testing.T) {
 		})
 	}
 }
+
+func TestDeviceCgroupRules(t *testing.T) {
+	e := newExecutor(t)
+	c := func(major, minor int64) specs.LinuxDeviceCgroup {
+		return specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"}
+	}
+	spec := sh(`echo hi > /dev/null && echo null-ok; head -c 3 /dev/zero | wc -c; tty < /dev/tty 2>&1 | head -c0;
+		mknod /dev/mem2 c 1 1 && head -c 1 /dev/mem2 > /dev/null 2>&1 || echo mem-denied`)
+	spec.Linux.CgroupsPath = "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-dev"
+	spec.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		c(1, 3), c(1, 5), c(1, 7), c(1, 8), c(1, 9), c(5, 0), c(5, 2), c(136, -1),
+	}}
+	out := runOK(t, e, "devices", spec)
+	for _, w := range []string{"null-ok\n", "3\n", "mem-denied\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in:\n%s", w, out)
+		}
+	}
+}

@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 }
 
 var busyboxApplets = []string{"sh", "cat", "id", "echo", "ls", "true", "hostname", "tty", "stty",
-	"grep", "readlink", "sleep", "touch", "cmp", "dd", "head", "stat", "ps", "wc", "tr"}
+	"grep", "readlink", "sleep", "touch", "cmp", "mknod", "dd", "head", "stat", "ps", "wc", "tr"}
 
 // newRootfs mounts an overlay over a busybox lower dir and returns the
 // merged path. Unmounted and removed on cleanup.

@@ -272,9 +272,12 @@ func BlkioWeightToIOWeight(w uint64) uint64 {
 	return 1 + (w-10)*9999/990
 }
 
-// CPUMax formats v2 cpu.max from an OCI quota and period. A quota that is
-// nil or negative means no limit. It returns "" when neither is set.
+// CPUMax formats v2 cpu.max from an OCI quota and period. A negative quota
+// means no limit; zero or nil leaves the quota alone. It returns "" when neither is set.
 func CPUMax(quota *int64, period *uint64) string {
+	if quota != nil && *quota == 0 {
+		quota = nil // zero means unset, as in runc
+	}
 	if quota == nil && (period == nil || *period == 0) {
 		return ""
 	}

@@ -184,6 +184,8 @@ func TestConversions(t *testing.T) {
 		{i64(-1), nil, "max 100000"},
 		{nil, u64(20000), "max 20000"},
 		{i64(30000), nil, "30000 100000"},
+		{i64(0), nil, ""},
+		{i64(0), u64(50000), "max 50000"},
 	} {
 		if got := CPUMax(tc.quota, tc.period); got != tc.want {
 			t.Errorf("CPUMax(%v, %v) = %q, want %q", tc.quota, tc.period, got, tc.want)

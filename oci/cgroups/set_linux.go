@@ -177,6 +177,12 @@ func DeviceRule(d specs.LinuxDeviceCgroup) string {
 }
 
 func setCPUV1(w writer, c *specs.LinuxCPU) error {
+	if c.Quota != nil && *c.Quota == 0 {
+		// Zero means unset (the kernel would refuse it), as in runc.
+		cc := *c
+		cc.Quota = nil
+		c = &cc
+	}
 	if c.Shares != nil && *c.Shares != 0 {
 		if err := w.set("cpu.shares", utoa(*c.Shares)); err != nil {
 			return err

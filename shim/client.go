@@ -41,6 +41,9 @@ type StartOptions struct {
 	PodID string
 	// Args are extra daemon flags (for example the executor's state root).
 	Args []string
+	// SharePID starts a pod init as PID 1 of a new PID namespace that the
+	// pod's containers join (Client.InitPid gives its host pid).
+	SharePID bool
 	// Env is the daemon's environment; nil means a minimal PATH only, so
 	// nothing of skiffd's environment leaks into containers' helpers.
 	Env []string
@@ -56,15 +59,19 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		return nil, errdefs.InvalidArgument("shim start needs Binary, Dir and PodID")
 	}
 	if c, err := Connect(ctx, o.Dir); err == nil {
-		if c.info.PodID != o.PodID {
-			return nil, errdefs.AlreadyExists("shim in %s serves pod %q, not %q", o.Dir, c.info.PodID, o.PodID)
+		if c.info.PodID != o.PodID || (c.info.InitPid != 0) != o.SharePID {
+			return nil, errdefs.AlreadyExists("shim in %s serves pod %q (shared PID namespace %v)", o.Dir, c.info.PodID, c.info.InitPid != 0)
 		}
 		return c, nil
 	}
 	if err := os.MkdirAll(o.Dir, 0o711); err != nil {
 		return nil, err
 	}
-	args := append([]string{"daemon", "--dir", o.Dir, "--pod", o.PodID}, o.Args...)
+	args := []string{"daemon", "--dir", o.Dir, "--pod", o.PodID}
+	if o.SharePID {
+		args = append(args, "--share-pid")
+	}
+	args = append(args, o.Args...)
 	cmd := exec.CommandContext(ctx, o.Binary, args...)
 	cmd.Env = o.Env
 	if cmd.Env == nil {
@@ -105,6 +112,10 @@ func (c *Client) Info() Info { return c.info }
 
 // Pid returns the shim process id.
 func (c *Client) Pid() int { return c.info.Pid }
+
+// InitPid returns the host pid of the pod init, 0 when the pod does not
+// share a PID namespace.
+func (c *Client) InitPid() int { return c.info.InitPid }
 
 // call sends req and decodes the response into resp. Cancelling ctx closes
 // the connection, which also cancels the request in the shim.

@@ -52,6 +52,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once the socket accepts connections.
 	Ready func()
+	// SharePID starts the pod init (this binary as "daemon --pod-init",
+	// see InitBinary) as PID 1 of a new PID namespace before serving.
+	SharePID bool
+	// InitBinary is the skiff-shim binary for the pod init; empty means
+	// /proc/self/exe.
+	InitBinary string
 }
 
 // Serve runs a shim daemon in the calling process until ctx ends or a
@@ -106,6 +112,15 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	d.trim = time.AfterFunc(trimDelay, debug.FreeOSMemory)
 	defer d.trim.Stop()
+	if cfg.SharePID {
+		stop, err := d.startPodInit()
+		if err != nil {
+			ln.Close()
+			os.Remove(pidFile)
+			return err
+		}
+		defer stop()
+	}
 	go d.reaper.run(ctx)
 	context.AfterFunc(ctx, func() { ln.Close() })
 	if cfg.Ready != nil {
@@ -142,6 +157,7 @@ type daemon struct {
 	cfg      Config
 	reaper   *reaper
 	shutdown context.CancelFunc
+	initPid  int // pod init, 0 without a shared PID namespace
 
 	// trim returns free memory to the kernel once requests stop: the Go
 	// heap would otherwise keep its high-water mark resident, and an idle
@@ -248,7 +264,7 @@ func (d *daemon) dispatch(ctx context.Context, req *request) response {
 	var st ContainerState
 	switch req.Op {
 	case opPing:
-		resp.Info = &Info{Pid: os.Getpid(), PodID: d.cfg.PodID, Dir: d.cfg.Dir}
+		resp.Info = &Info{Pid: os.Getpid(), PodID: d.cfg.PodID, Dir: d.cfg.Dir, InitPid: d.initPid}
 	case opCreate:
 		if req.Create == nil {
 			err = errdefs.InvalidArgument("create request without body")
@@ -293,6 +309,51 @@ func (d *daemon) dispatch(ctx context.Context, req *request) response {
 		return response{Error: toWire(err)}
 	}
 	return resp
+}
+
+// startPodInit starts the pod init and returns the function that stops it
+// when the shim shuts down (ending every process left in the namespace).
+func (d *daemon) startPodInit() (func(), error) {
+	bin := d.cfg.InitBinary
+	if bin == "" {
+		bin = "/proc/self/exe"
+	}
+	p, pidfd, err := d.reaper.spawn(func() (Process, error) {
+		cmd, err := startPodInit(bin)
+		if err != nil {
+			return nil, err
+		}
+		return execProcess{cmd}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.initPid = p.Pid()
+	exited := make(chan struct{})
+	stopping := false
+	var mu sync.Mutex
+	go func() {
+		es, err := p.Wait()
+		d.reaper.release(p.Pid())
+		mu.Lock()
+		if !stopping {
+			// The pod's PID namespace is gone with it: containers that
+			// share it were killed by the kernel.
+			d.cfg.Logger.Error("pod init exited", "pid", p.Pid(), "exitCode", es.Code, "signal", es.Signal, "error", err)
+		}
+		mu.Unlock()
+		close(exited)
+	}()
+	return func() {
+		mu.Lock()
+		stopping = true
+		mu.Unlock()
+		if pidfd >= 0 {
+			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+			unix.Close(pidfd)
+		}
+		<-exited
+	}, nil
 }
 
 // pipes are the shim's and the child's ends of one process's stdio.

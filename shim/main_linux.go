@@ -28,7 +28,10 @@ type Flags struct {
 	Dir         string
 	PodID       string
 	RuntimeRoot string
-	Debug       bool
+	// SharePID starts a pod init as PID 1 of a new PID namespace for the
+	// pod's containers to share.
+	SharePID bool
+	Debug    bool
 }
 
 // MainWithRuntime is the body of "skiff-shim daemon" with a chosen runtime
@@ -41,11 +44,15 @@ type Flags struct {
 // detached copy is then an orphan re-parented to init (or the nearest
 // subreaper), independent of skiffd's lifetime and process group.
 func MainWithRuntime(args []string, newRuntime func(Flags) (Runtime, error)) int {
+	if len(args) == 1 && args[0] == podInitArg {
+		return podInitMain()
+	}
 	fs := flag.NewFlagSet("skiff-shim daemon", flag.ContinueOnError)
 	var f Flags
 	fs.StringVar(&f.Dir, "dir", "", "shim directory (socket, pid file, exit records)")
 	fs.StringVar(&f.PodID, "pod", "", "pod sandbox id")
 	fs.StringVar(&f.RuntimeRoot, "runtime-root", "", "state directory of the container executor")
+	fs.BoolVar(&f.SharePID, "share-pid", false, "start a pod init in a new PID namespace for the containers to share")
 	fs.BoolVar(&f.Debug, "debug", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -138,10 +145,11 @@ func daemonMain(f Flags, newRuntime func(Flags) (Runtime, error)) int {
 		return fail(err)
 	}
 	err = Serve(context.Background(), Config{
-		Dir:     f.Dir,
-		PodID:   f.PodID,
-		Runtime: rt,
-		Logger:  logger,
+		Dir:      f.Dir,
+		PodID:    f.PodID,
+		Runtime:  rt,
+		Logger:   logger,
+		SharePID: f.SharePID,
 		Ready: func() {
 			if ready != nil {
 				fmt.Fprintln(ready, "ok")

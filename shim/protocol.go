@@ -132,6 +132,9 @@ type Info struct {
 	Pid   int    `json:"pid"`
 	PodID string `json:"podID"`
 	Dir   string `json:"dir"`
+	// InitPid is the host pid of the pod init (PID 1 of the pod's shared
+	// PID namespace), 0 when the pod does not share one.
+	InitPid int `json:"initPid,omitempty"`
 }
 
 // Operations.

@@ -98,7 +98,7 @@ func clientHelper() int {
 	return 0
 }
 
-var busyboxApplets = []string{"sh", "echo", "sleep", "true", "cat", "tty", "head", "tail", "ls"}
+var busyboxApplets = []string{"sh", "echo", "sleep", "true", "cat", "tty", "head", "tail", "ls", "tr", "grep"}
 
 // newRootfs mounts an overlay over a busybox lower dir and returns the
 // merged path; unmounted on cleanup.
@@ -513,6 +513,64 @@ func TestShimTty(t *testing.T) {
 		t.Errorf("tty log %q", texts)
 	}
 	must(t, c.DeleteContainer(ctx, "t"))
+}
+
+// TestShimSharedPID starts a shim with a pod init: it is PID 1 of a new
+// PID namespace, a container that joins it sees it as PID 1, orphans in the
+// namespace are reaped, and Shutdown ends it.
+func TestShimSharedPID(t *testing.T) {
+	ctx := testCtx(t)
+	dir := filepath.Join(t.TempDir(), "shim")
+	cleanupShim(t, dir)
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: "shared", SharePID: true,
+		Args: []string{"--runtime-root", filepath.Join(t.TempDir(), "runtime")}})
+	must(t, err)
+	initPid := c.InitPid()
+	if initPid <= 0 {
+		t.Fatalf("InitPid %d", initPid)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", initPid))
+	must(t, err)
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "NSpid:" {
+			if len(f) != 3 || f[2] != "1" {
+				t.Errorf("pod init %s, want PID 1 in a child namespace", l)
+			}
+		}
+	}
+	if _, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: "shared"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("Start without SharePID on a sharing shim: %v", err)
+	}
+
+	sp := containerSpec(false, "sh", "-c",
+		`(sleep 0.1 &); sleep 1; tr '\0' ' ' </proc/1/cmdline; echo; cat /proc/[0-9]*/stat | grep -c ') Z ' || true`)
+	for i, ns := range sp.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			sp.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/pid", initPid)
+		}
+	}
+	logPath := filepath.Join(t.TempDir(), "c.log")
+	_, err = c.CreateContainer(ctx, shim.CreateRequest{ID: "joiner", Spec: sp, Rootfs: newRootfs(t), LogPath: logPath})
+	must(t, err)
+	_, err = c.StartContainer(ctx, "joiner")
+	must(t, err)
+	st, err := c.Wait(ctx, "joiner")
+	must(t, err)
+	if st.ExitCode != 0 {
+		t.Errorf("joiner: %+v", st)
+	}
+	var texts []string
+	for _, r := range records(t, logPath) {
+		texts = append(texts, string(r.Text))
+	}
+	if len(texts) != 2 || !strings.HasPrefix(texts[0], "skiff-pod-init daemon --pod-init") || texts[1] != "0" {
+		t.Errorf("joiner saw %q, want the pod init as PID 1 and no zombies", texts)
+	}
+	must(t, c.DeleteContainer(ctx, "joiner"))
+	must(t, c.Shutdown(ctx))
+	if alive(initPid) {
+		t.Error("pod init alive after Shutdown")
+	}
 }
 
 func parentOf(t *testing.T, pid int) int {

@@ -118,7 +118,7 @@ func (e *Executor) initPath() string {
 }
 
 func (e *Executor) dir(id string) (string, error) {
-	if !validID.MatchString(id) {
+	if !validID(id) {
 		return "", errdefs.InvalidArgument("container id %q", id)
 	}
 	return filepath.Join(e.StateDir, id), nil

@@ -163,7 +163,7 @@ func TestParseCaps(t *testing.T) {
 
 func TestValidID(t *testing.T) {
 	for id, ok := range map[string]bool{"abc": true, "a-b_c.d+1": true, "": false, "../x": false, "a/b": false, ".x": false} {
-		if validID.MatchString(id) != ok {
+		if validID(id) != ok {
 			t.Errorf("%q: want %v", id, ok)
 		}
 	}

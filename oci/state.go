@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -21,8 +20,24 @@ const (
 	fifoName  = "exec.fifo"
 )
 
-// validID keeps container ids usable as a single path element.
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+// validID keeps container ids usable as a single path element:
+// [A-Za-z0-9][A-Za-z0-9_.+-]{0,127}. (No regexp: its compilation would run
+// at every container init's start-up.)
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '+' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // State is the OCI state of a container plus what the executor needs to
 // manage it from another process.

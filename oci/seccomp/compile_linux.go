@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -18,11 +19,22 @@ type archInfo struct {
 	name  specs.Arch
 	audit uint32
 	mask  uint32 // OR-ed into every syscall number (x32)
-	names map[string]int
+	// names maps a syscall name to its numbers. Built from the number ->
+	// name table because a name can have two numbers (x32 has compat
+	// entries at 512+ beside the shared ones), which the library's own
+	// name -> number map cannot hold.
+	names map[string][]int
 }
 
 func info(name specs.Arch, a *arch.Info) *archInfo {
-	return &archInfo{name: name, audit: uint32(a.ID), mask: uint32(a.SeccompMask), names: a.SyscallNames}
+	names := make(map[string][]int, len(a.SyscallNumbers))
+	for nr, n := range a.SyscallNumbers {
+		names[n] = append(names[n], nr)
+	}
+	for _, nrs := range names {
+		slices.Sort(nrs)
+	}
+	return &archInfo{name: name, audit: uint32(a.ID), mask: uint32(a.SeccompMask), names: names}
 }
 
 // x32Bit is __X32_SYSCALL_BIT.
@@ -31,7 +43,10 @@ const x32Bit = 0x40000000
 // hostArches returns the native ABI of the build and the compat ABIs its
 // kernel can also run. Filters only ever see these, so profile entries for
 // any other architecture are ignored.
-func hostArches() (native *archInfo, compat []*archInfo) {
+func hostArches() (native *archInfo, compat []*archInfo) { return hostArchTables() }
+
+// hostArchTables builds the tables once; they are never written afterwards.
+var hostArchTables = sync.OnceValues(func() (*archInfo, []*archInfo) {
 	switch runtime.GOARCH {
 	case "amd64":
 		return info(specs.ArchX86_64, arch.X86_64), []*archInfo{info(specs.ArchX86, arch.I386), info(specs.ArchX32, arch.X32)}
@@ -43,7 +58,7 @@ func hostArches() (native *archInfo, compat []*archInfo) {
 		return info(specs.ArchARM, arch.ARM), nil
 	}
 	return nil, nil
-}
+})
 
 // nativeArches lists the arch names RuntimeDefault declares.
 func nativeArches() []specs.Arch {
@@ -174,24 +189,22 @@ func Compile(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 		}
 		for _, name := range sc.Names {
 			for _, a := range selected {
-				nr, ok := a.names[name]
-				if !ok {
-					continue
-				}
-				maxNr[a] = max(maxNr[a], nr)
-				sr := tables[a][nr]
-				if sr == nil {
-					sr = &sysRules{}
-					tables[a][nr] = sr
-				}
-				if rules == nil {
-					if sr.uncond == nil {
-						v := act
-						sr.uncond = &v
+				for _, nr := range a.names[name] {
+					maxNr[a] = max(maxNr[a], nr)
+					sr := tables[a][nr]
+					if sr == nil {
+						sr = &sysRules{}
+						tables[a][nr] = sr
 					}
-					continue
+					if rules == nil {
+						if sr.uncond == nil {
+							v := act
+							sr.uncond = &v
+						}
+						continue
+					}
+					sr.conds = append(sr.conds, rules...)
 				}
-				sr.conds = append(sr.conds, rules...)
 			}
 		}
 	}

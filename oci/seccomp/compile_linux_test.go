@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"runtime"
+	"slices"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -113,6 +114,8 @@ func TestRuntimeDefaultDecisions(t *testing.T) {
 		{"syscall newer than the profile gets ENOSYS", auditX64, 600, nil, retNOSYS},
 		{"x32 read allowed", auditX64, x32 | unix.SYS_READ, nil, retAllow},
 		{"x32 mount denied", auditX64, x32 | unix.SYS_MOUNT, nil, retEPERM},
+		{"x32 compat rt_sigaction allowed", auditX64, x32 | 512, nil, retAllow},
+		{"x32 compat execve allowed", auditX64, x32 | 520, nil, retAllow},
 		{"i386 dup allowed", auditI32, i386Dup, nil, retAllow},
 		{"i386 mount denied", auditI32, i386Mnt, nil, retEPERM},
 		{"foreign arch killed", auditARM, unix.SYS_READ, nil, retKill},
@@ -123,6 +126,15 @@ func TestRuntimeDefaultDecisions(t *testing.T) {
 				t.Errorf("got %#x, want %#x", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCompileDeterministic(t *testing.T) {
+	a := mustCompile(t, RuntimeDefault())
+	for range 5 {
+		if b := mustCompile(t, RuntimeDefault()); !slices.Equal(a, b) {
+			t.Fatal("two compilations of the same profile differ")
+		}
 	}
 }
 

@@ -264,8 +264,6 @@ func emitABI(p *asm, a *archInfo, tbl map[int]*sysRules, maxNr int, def uint32) 
 		p.jmp(unix.BPF_JGT, uint32(maxNr)|a.mask, next, p.labelAt(1))
 		p.ret(unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS))
 	}
-	// Unconditional rules, grouped by action, as short runs of compares
-	// that all jump to one return.
 	type entry struct {
 		nr  uint32
 		act uint32
@@ -284,26 +282,11 @@ func emitABI(p *asm, a *archInfo, tbl map[int]*sysRules, maxNr int, def uint32) 
 	slices.SortFunc(plain, func(x, y entry) int {
 		return cmp.Or(cmp.Compare(x.act, y.act), cmp.Compare(x.nr, y.nr))
 	})
-	const run = 200
-	for i := 0; i < len(plain); {
-		j := i
-		for j < len(plain) && j-i < run && plain[j].act == plain[i].act {
-			j++
-		}
-		retL, skipL := p.label(), p.label()
-		for k := i; k < j; k++ {
-			if k == j-1 {
-				p.jmp(unix.BPF_JEQ, plain[k].nr, retL, skipL)
-			} else {
-				p.jmp(unix.BPF_JEQ, plain[k].nr, retL, next)
-			}
-		}
-		p.bind(retL)
-		p.ret(plain[i].act)
-		p.bind(skipL)
-		i = j
-	}
-	// Syscalls with argument conditions: one block each.
+	// Syscalls with argument conditions first: one block each, skipped in
+	// three instructions by every other syscall. The kernel caches the
+	// verdict of syscalls whose result depends on nothing but the number,
+	// so the long unconditional runs below cost little, while argument
+	// checks (clone, socket) run on every call and should come early.
 	slices.Sort(condNrs)
 	for _, nr := range condNrs {
 		sr := tbl[nr]
@@ -325,6 +308,27 @@ func emitABI(p *asm, a *archInfo, tbl map[int]*sysRules, maxNr int, def uint32) 
 		}
 		p.ret(fallback)
 		p.bind(end)
+	}
+	// Unconditional rules: short runs of compares that share one return.
+	// The accumulator holds the syscall number again here.
+	const run = 200
+	for i := 0; i < len(plain); {
+		j := i
+		for j < len(plain) && j-i < run && plain[j].act == plain[i].act {
+			j++
+		}
+		retL, skipL := p.label(), p.label()
+		for k := i; k < j; k++ {
+			if k == j-1 {
+				p.jmp(unix.BPF_JEQ, plain[k].nr, retL, skipL)
+			} else {
+				p.jmp(unix.BPF_JEQ, plain[k].nr, retL, next)
+			}
+		}
+		p.bind(retL)
+		p.ret(plain[i].act)
+		p.bind(skipL)
+		i = j
 	}
 	p.ret(def)
 }

@@ -119,12 +119,30 @@ if [ ! -x "$critest" ]; then
 	mv "$critest.tmp" "$critest"
 fi
 
+# busybox for the test images: Debian's regular "busybox" package, unpacked
+# into $tools once. Unlike busybox-static it has no standalone shell, so
+# "sh -c ls" runs /bin/ls as upstream busybox images do (critest's
+# MaskedPaths spec masks /bin/ls). busybox-static if the download fails.
+busybox=$tools/busybox/bin/busybox
+if [ ! -x "$busybox" ]; then
+	rm -rf "$tools/busybox.tmp"
+	mkdir -p "$tools" "$work/deb"
+	if (cd "$work/deb" && apt-get download -q busybox) >/dev/null 2>&1 &&
+		dpkg-deb -x "$work"/deb/busybox_*.deb "$tools/busybox.tmp" && [ -x "$tools/busybox.tmp/bin/busybox" ]; then
+		mv "$tools/busybox.tmp" "$tools/busybox"
+	else
+		rm -rf "$tools/busybox.tmp"
+		busybox=/usr/bin/busybox
+		log "could not fetch Debian's busybox package; building images from busybox-static (MaskedPaths spec will fail)"
+	fi
+fi
+
 log "building skiffd, skiff-shim and the test image tool"
 go build -o "$bin/skiffd" ./cmd/skiffd
 go build -o "$bin/skiff-shim" ./cmd/skiff-shim
 go build -o "$bin/testimages" ./hack/testimages
 
-"$bin/testimages" --listen 127.0.0.1:0 --addr-file "$work/registry.addr" >"$work/registry.log" 2>&1 &
+"$bin/testimages" --busybox "$busybox" --listen 127.0.0.1:0 --addr-file "$work/registry.addr" >"$work/registry.log" 2>&1 &
 registry_pid=$!
 for i in $(seq 1 300); do
 	[ -s "$work/registry.addr" ] && break
@@ -157,7 +175,7 @@ stream_address = "127.0.0.1:0"
 conf_dir = "$cni_conf_dir"
 bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 
-$("$bin/testimages" --print-mirrors-toml --listen "$registry_addr")
+$("$bin/testimages" --busybox "$busybox" --print-mirrors-toml --listen "$registry_addr")
 EOF
 
 "$bin/skiffd" --config "$work/config.toml" >"$work/skiffd.log" 2>&1 &

@@ -321,3 +321,23 @@ func TestRootfsContents(t *testing.T) {
 		}
 	}
 }
+
+func TestSharedLibs(t *testing.T) {
+	needBusybox(t)
+	libs, err := sharedLibs(t.Context(), DefaultBusybox)
+	if err != nil || libs != nil {
+		t.Errorf("static busybox: sharedLibs = %v, %v; want none", libs, err)
+	}
+	libs, err = sharedLibs(t.Context(), "/bin/ls")
+	if err != nil {
+		t.Skipf("no dynamic /bin/ls to inspect: %v", err)
+	}
+	var libc, interp bool
+	for _, l := range libs {
+		libc = libc || strings.HasPrefix(filepath.Base(l), "libc.so")
+		interp = interp || strings.HasPrefix(filepath.Base(l), "ld-")
+	}
+	if !libc || !interp {
+		t.Errorf("/bin/ls: sharedLibs = %v; want libc and the ELF interpreter", libs)
+	}
+}

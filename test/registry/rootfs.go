@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -135,6 +136,10 @@ exit 0
 type busyboxRoot struct {
 	binary  []byte
 	applets []string
+	// libs holds, for a dynamically linked busybox (Debian's "busybox"
+	// package rather than "busybox-static"), its ELF interpreter and shared
+	// libraries by absolute path.
+	libs map[string][]byte
 }
 
 func loadBusybox(ctx context.Context, path string) (*busyboxRoot, error) {
@@ -162,14 +167,73 @@ func loadBusybox(ctx context.Context, path string) (*busyboxRoot, error) {
 		return nil, fmt.Errorf("%s --list: no applets", path)
 	}
 	sort.Strings(applets)
-	return &busyboxRoot{binary: bin, applets: applets}, nil
+	libPaths, err := sharedLibs(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	libs := map[string][]byte{}
+	for _, p := range libPaths {
+		if libs[p], err = os.ReadFile(p); err != nil {
+			return nil, fmt.Errorf("busybox %s needs %s: %w", path, p, err)
+		}
+	}
+	return &busyboxRoot{binary: bin, applets: applets, libs: libs}, nil
 }
 
-// binEntries is the first layer of every runnable image: /bin/busybox, a
-// symlink in /bin for each applet, /usr/bin/env for "#!/usr/bin/env"
+// sharedLibs lists the files a dynamically linked program loads at run time,
+// its ELF interpreter and every shared library as ldd resolves them on this
+// host; nil for a static binary.
+func sharedLibs(ctx context.Context, path string) ([]string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read ELF %s: %w", path, err)
+	}
+	dynamic := false
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			dynamic = true
+		}
+	}
+	f.Close()
+	if !dynamic {
+		return nil, nil
+	}
+	out, err := exec.CommandContext(ctx, "ldd", path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", path, err)
+	}
+	var libs []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+		// "/lib64/ld-linux-x86-64.so.2 (0x...)"; linux-vdso has no file.
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 3 && fields[1] == "=>" && strings.HasPrefix(fields[2], "/"):
+			libs = append(libs, fields[2])
+		case len(fields) >= 1 && strings.HasPrefix(fields[0], "/"):
+			libs = append(libs, fields[0])
+		case len(fields) >= 3 && fields[1] == "=>" && fields[2] == "not":
+			return nil, fmt.Errorf("ldd %s: %s not found", path, fields[0])
+		}
+	}
+	sort.Strings(libs)
+	return libs, nil
+}
+
+// binEntries is the first layer of every runnable image: /bin/busybox (and
+// the shared libraries a dynamic busybox needs), a symlink in /bin for each applet, /usr/bin/env for "#!/usr/bin/env"
 // scripts, and the pgrep and ipcs stand-ins.
 func (b *busyboxRoot) binEntries() []entry {
 	es := []entry{dir("bin", 0o755), binary("bin/busybox", 0o755, b.binary)}
+	libs := make([]string, 0, len(b.libs))
+	for p := range b.libs {
+		libs = append(libs, p)
+	}
+	sort.Strings(libs)
+	for _, p := range libs {
+		es = append(es, binary(p, 0o755, b.libs[p]))
+	}
 	for _, a := range b.applets {
 		es = append(es, symlink("bin/"+a, "busybox"))
 	}
@@ -190,6 +254,7 @@ func etcEntries() []entry {
 		file("etc/passwd", 0o644, etcPasswd),
 		file("etc/group", 0o644, etcGroup),
 		file("etc/os-release", 0o644, etcOSRelease),
+		file("etc/nsswitch.conf", 0o644, "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"),
 		dir("home", 0o755),
 		dir("proc", 0o555),
 		dir("root", 0o700),

@@ -25,6 +25,10 @@ import (
 // These tests run the images' programs in a chroot of the unpacked image
 // (root only): the stand-in scripts must behave as critest expects.
 
+// testOptions builds from $SKIFF_TEST_BUSYBOX if set (e.g. Debian's dynamic
+// "busybox" package unpacked somewhere), else from busybox-static.
+func testOptions() Options { return Options{Busybox: os.Getenv("SKIFF_TEST_BUSYBOX")} }
+
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Getuid() != 0 {
@@ -158,7 +162,7 @@ func imageNamed(t *testing.T, set []Image, n string) v1.Image {
 
 func TestNoNewPrivsImage(t *testing.T) {
 	needRoot(t)
-	set, err := Images(t.Context(), Options{})
+	set, err := Images(t.Context(), testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +183,7 @@ func TestNoNewPrivsImage(t *testing.T) {
 
 func TestImageAccounts(t *testing.T) {
 	needRoot(t)
-	set, err := Images(t.Context(), Options{})
+	set, err := Images(t.Context(), testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +249,7 @@ func out2lines(b []byte) string { return "|" + strings.Join(strings.Fields(strin
 // checks the page, the pid file, the process name and a clean SIGTERM exit.
 func TestNginxImage(t *testing.T) {
 	needRoot(t)
-	set, err := Images(t.Context(), Options{})
+	set, err := Images(t.Context(), testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +323,7 @@ func TestNginxImage(t *testing.T) {
 // is free and disappears with the processes).
 func TestHttpdAndPauseImages(t *testing.T) {
 	needRoot(t)
-	set, err := Images(t.Context(), Options{})
+	set, err := Images(t.Context(), testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -439,3 +439,36 @@ func TestKernelV2DeviceProgram(t *testing.T) {
 		t.Errorf("after update:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestKernelMemoryUpdateOrder raises and lowers memory and memory+swap
+// together: the kernel insists on memory <= memory+swap after every
+// single write, so the order must flip between the two directions.
+func TestKernelMemoryUpdateOrder(t *testing.T) {
+	needRoot(t)
+	l := hostLayout(t)
+	if l.Mode == Unified {
+		t.Skip("v1 ordering")
+	}
+	m := newTestCgroup(t, l)
+	if !exists(filepath.Join(m.Path("memory"), "memory.memsw.limit_in_bytes")) {
+		t.Skip("no swap accounting")
+	}
+	for _, mb := range []int64{32, 128, 16, 64} {
+		v := mb << 20
+		if err := m.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &v, Swap: &v}}); err != nil {
+			t.Fatalf("%d MiB: %v", mb, err)
+		}
+		for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"} {
+			if got := readFile(t, filepath.Join(m.Path("memory"), f)); got != itoa(v) {
+				t.Errorf("%d MiB: %s = %s", mb, f, got)
+			}
+		}
+	}
+	unlimited := int64(-1)
+	if err := m.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &unlimited}}); err != nil {
+		t.Fatalf("unlimited: %v", err)
+	}
+	if n, err := m.readUint(m.Path("memory"), "memory.memsw.limit_in_bytes"); err != nil || n < 1<<60 {
+		t.Errorf("memsw after unlimited = %d, %v", n, err)
+	}
+}

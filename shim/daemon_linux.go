@@ -173,18 +173,23 @@ type daemon struct {
 // container is the shim's record of one container. Fields below mu change
 // over its life; the rest are fixed at create.
 type container struct {
-	id         string
-	pid        int
-	pidfd      int
-	spec       *specs.Spec
-	stateDir   string
-	ownDir     bool // stateDir is the default one under the shim dir
-	logPath    string
-	createdAt  time.Time
-	exited     chan struct{} // closed once the exit is recorded
-	ioDone     chan struct{} // closed when every output stream hit EOF
-	readers    []*os.File    // shim ends of output pipes (or pty master)
+	id        string
+	pid       int
+	pidfd     int
+	spec      *specs.Spec
+	stateDir  string
+	ownDir    bool // stateDir is the default one under the shim dir
+	logPath   string
+	createdAt time.Time
+	exited    chan struct{} // closed once the exit is recorded
+	ioDone    chan struct{} // closed when every output stream hit EOF
+	readers   []*os.File    // shim ends of output pipes (or pty master)
+	tty       bool
+	stdinOnce bool
+
+	// Below mu.
 	stdinWrite *os.File
+	attachers  map[*attacher]bool
 
 	mu     sync.Mutex
 	log    *crilog.Writer // nil once the output is drained or no log
@@ -230,8 +235,8 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	d.trim.Stop()
 	defer d.trim.Reset(trimDelay)
-	br := bufio.NewReader(io.LimitReader(conn, maxRequest))
-	line, err := br.ReadBytes('\n')
+	br := bufio.NewReader(conn)
+	line, err := readLine(br, maxRequest)
 	if err != nil {
 		return
 	}
@@ -239,6 +244,9 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	var resp response
 	if err := json.Unmarshal(line, &req); err != nil {
 		resp.Error = toWire(errdefs.InvalidArgument("decode shim request: %v", err))
+	} else if req.Op == opExec || req.Op == opAttach {
+		d.serveStream(ctx, conn, br, &req)
+		return
 	} else {
 		rctx, cancel := context.WithCancel(ctx)
 		go func() {
@@ -255,6 +263,24 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	}
 	if req.Op == opShutdown && resp.Error == nil {
 		d.shutdown()
+	}
+}
+
+// readLine reads one newline-terminated line of at most max bytes.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			return nil, errdefs.InvalidArgument("shim request longer than %d bytes", max)
+		}
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
 	}
 }
 
@@ -527,6 +553,8 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 	c.pid, c.pidfd = pid, pidfd
 	c.readers = p.readers
 	c.stdinWrite = p.stdin
+	c.tty = req.Tty
+	c.stdinOnce = req.StdinOnce
 	d.mu.Lock()
 	d.containers[id] = c
 	d.mu.Unlock()
@@ -548,11 +576,16 @@ func (d *daemon) copyOutput(c *container, p *pipes) {
 			c.mu.Lock()
 			w := c.log
 			c.mu.Unlock()
+			typ := byte(frameStdout)
+			if stream == crilog.Stderr {
+				typ = frameStderr
+			}
+			in := io.TeeReader(r, fanout{c: c, typ: typ})
 			var err error
 			if w != nil {
-				err = w.Copy(stream, r)
+				err = w.Copy(stream, in)
 			} else {
-				_, err = io.Copy(io.Discard, r)
+				_, err = io.Copy(io.Discard, in)
 				if errors.Is(err, unix.EIO) {
 					err = nil // pty master after the last slave closed
 				}

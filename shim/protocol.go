@@ -150,6 +150,8 @@ const (
 	opReopen   = "reopenLog"
 	opList     = "list"
 	opShutdown = "shutdown"
+	opExec     = "exec"
+	opAttach   = "attach"
 )
 
 type request struct {
@@ -159,6 +161,9 @@ type request struct {
 	All    bool             `json:"all,omitempty"`
 	Create *CreateRequest   `json:"create,omitempty"`
 	Exec   *ExecSyncRequest `json:"exec,omitempty"`
+	// ExecStream and Attach start a framed stream (see stream.go).
+	ExecStream *ExecRequest   `json:"execStream,omitempty"`
+	Attach     *AttachRequest `json:"attach,omitempty"`
 }
 
 type response struct {

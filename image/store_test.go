@@ -499,3 +499,31 @@ func TestRemoveHexLookingTag(t *testing.T) {
 		t.Errorf("removing one tag took more: %+v, %v", got.RepoTags, err)
 	}
 }
+
+func TestConcurrentRemove(t *testing.T) {
+	reg := newRegistry(t, nil)
+	img := testImage(t, v1.Config{}, buildTar(t, tarEntry{name: "f", body: "x"}), buildTar(t, tarEntry{name: "g", body: "y"}))
+	push(t, reg+"/rm/img:1", img)
+	s := newTestStore(t, Options{})
+	ctx := context.Background()
+	got, err := s.Pull(ctx, reg+"/rm/img:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		ref := got.ID
+		if i%2 == 1 {
+			ref = got.ID[7:]
+		}
+		wg.Go(func() { errs[i] = s.Remove(ctx, ref) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("remove %d: %v", i, err)
+		}
+	}
+	assertEmpty(t, s)
+}

@@ -9,11 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +100,7 @@ func clientHelper() int {
 	return 0
 }
 
-var busyboxApplets = []string{"sh", "echo", "sleep", "true", "cat", "tty", "head", "tail", "ls", "tr", "grep"}
+var busyboxApplets = []string{"sh", "echo", "sleep", "true", "cat", "tty", "head", "tail", "ls", "tr", "grep", "stty"}
 
 // newRootfs mounts an overlay over a busybox lower dir and returns the
 // merged path; unmounted on cleanup.
@@ -395,6 +397,18 @@ func TestShimOutlivesClient(t *testing.T) {
 		t.Errorf("exec in exited container: %v", err)
 	}
 
+	// Attach sees the live output.
+	var attached bytes.Buffer
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan error, 1)
+	go func() { adone <- c.Attach(actx, "logger", shim.StreamIO{Stdout: lockedWriter(&attached)}) }()
+	waitFor(t, "attached output", func() bool { return strings.Count(readLocked(&attached), "\n") >= 5 })
+	acancel()
+	<-adone
+	if a := readLocked(&attached); !strings.HasPrefix(a, "line ") {
+		t.Errorf("attach output %q", a[:min(len(a), 80)])
+	}
+
 	// Rotation: rename, reopen, keep going.
 	rotated := logPath + ".1"
 	must(t, os.Rename(logPath, rotated))
@@ -444,8 +458,9 @@ func TestShimOutlivesClient(t *testing.T) {
 	if _, err := os.Stat(quitterDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("quitter state dir after delete: %v", err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	t.Logf("shim memory idle (no containers): %s", memory(t, shimPid))
+	// The shim hands free memory back after 2s without requests.
+	time.Sleep(3 * time.Second)
+	t.Logf("shim memory idle (no containers, after use): %s", memory(t, shimPid))
 	must(t, c.Shutdown(ctx))
 	if alive(shimPid) {
 		t.Error("shim still alive after Shutdown")
@@ -513,6 +528,60 @@ func TestShimTty(t *testing.T) {
 		t.Errorf("tty log %q", texts)
 	}
 	must(t, c.DeleteContainer(ctx, "t"))
+
+	// Interactive exec with a terminal the executor allocates in the
+	// container, sized by the client, then resized.
+	_, err = c.CreateContainer(ctx, shim.CreateRequest{ID: "box", Spec: containerSpec(false, "sleep", "100"), Rootfs: newRootfs(t)})
+	must(t, err)
+	_, err = c.StartContainer(ctx, "box")
+	must(t, err)
+	var out bytes.Buffer
+	pr, pw := io.Pipe()
+	resize := make(chan shim.TermSize, 1)
+	done := make(chan error, 1)
+	var code int
+	go func() {
+		var err error
+		code, err = c.Exec(ctx, shim.ExecRequest{ID: "box", Cmd: []string{"sh", "-c", `stty size; tty; while read x; do [ "$x" = q ] && exit 0; stty size; done`}, Tty: true,
+			Size: &shim.TermSize{Width: 100, Height: 40}}, shim.StreamIO{Stdin: pr, Stdout: lockedWriter(&out), Resize: resize})
+		done <- err
+	}()
+	waitFor(t, "first stty output", func() bool { return strings.Contains(readLocked(&out), "40 100") })
+	resize <- shim.TermSize{Width: 120, Height: 50}
+	// Resize and input come from different goroutines of the client:
+	// poke until the new size shows.
+	waitFor(t, "resized stty output", func() bool {
+		io.WriteString(pw, "go\r")
+		return strings.Contains(readLocked(&out), "50 120")
+	})
+	io.WriteString(pw, "q\r")
+	must(t, <-done)
+	got := strings.ReplaceAll(readLocked(&out), "\r", "")
+	if code != 0 || !strings.Contains(got, "40 100\n") || !strings.Contains(got, "50 120\n") || !strings.Contains(got, "/dev/pts/") {
+		t.Errorf("tty exec: code %d, output %q", code, got)
+	}
+	must(t, c.KillContainer(ctx, "box", syscall.SIGKILL, true))
+	_, err = c.Wait(ctx, "box")
+	must(t, err)
+	must(t, c.DeleteContainer(ctx, "box"))
+}
+
+var outMu sync.Mutex
+
+type lockedBuf struct{ b *bytes.Buffer }
+
+func (l lockedBuf) Write(p []byte) (int, error) {
+	outMu.Lock()
+	defer outMu.Unlock()
+	return l.b.Write(p)
+}
+
+func lockedWriter(b *bytes.Buffer) io.Writer { return lockedBuf{b} }
+
+func readLocked(b *bytes.Buffer) string {
+	outMu.Lock()
+	defer outMu.Unlock()
+	return b.String()
 }
 
 // TestShimSharedPID starts a shim with a pod init: it is PID 1 of a new

@@ -10,8 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/skiffcri/skiff/errdefs"
 )
 
 // Interceptors returns the grpc server options that give every RPC one place
@@ -28,7 +26,7 @@ func Interceptors(log *slog.Logger) []grpc.ServerOption {
 				logRPC(ctx, log, info.FullMethod, start, err)
 			}()
 			resp, err = h(ctx, req)
-			return resp, errdefs.ToGRPC(err)
+			return resp, toGRPC(err)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
 			start := time.Now()
@@ -39,7 +37,7 @@ func Interceptors(log *slog.Logger) []grpc.ServerOption {
 				}
 				logRPC(ss.Context(), log, info.FullMethod, start, err)
 			}()
-			return errdefs.ToGRPC(h(srv, ss))
+			return toGRPC(h(srv, ss))
 		}),
 	}
 }

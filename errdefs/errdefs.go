@@ -1,14 +1,12 @@
 // Package errdefs holds the error kinds that Skiff's packages return so that
-// only the gRPC edge decides which status code a failure becomes.
+// only the gRPC edge (package cri) decides which status code a failure
+// becomes. It imports nothing beyond the standard library, so the lean shim
+// can use it.
 package errdefs
 
 import (
-	"context"
 	"errors"
 	"fmt"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Sentinels wrapped with %w by every package below the CRI layer.
@@ -55,40 +53,3 @@ func wrap(kind error, format string, args ...any) error {
 
 // IsNotFound reports whether err is of the not-found kind.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
-
-// ToGRPC maps an error built on the sentinels to a gRPC status error; errors
-// that already carry a status keep it.
-func ToGRPC(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(Code(err), err.Error())
-}
-
-// Code returns the gRPC code for err's kind.
-func Code(err error) codes.Code {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return codes.NotFound
-	case errors.Is(err, ErrAlreadyExists):
-		return codes.AlreadyExists
-	case errors.Is(err, ErrInvalidArgument):
-		return codes.InvalidArgument
-	case errors.Is(err, ErrFailedPrecondition):
-		return codes.FailedPrecondition
-	case errors.Is(err, ErrUnavailable):
-		return codes.Unavailable
-	case errors.Is(err, ErrUnimplemented):
-		return codes.Unimplemented
-	case errors.Is(err, ErrResourceExhausted):
-		return codes.ResourceExhausted
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		return codes.Canceled
-	}
-	return codes.Unknown
-}

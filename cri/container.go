@@ -147,10 +147,6 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 			return nil, err
 		}
 	}
-	parent := podCfg.GetLinux().GetCgroupParent()
-	if parent == "" {
-		parent = "/skiff"
-	}
 	ociSpec, err := spec.Generate(spec.Input{
 		ID: id, SandboxID: pod.ID, Pod: podCfg, Container: cfg,
 		ImageName: imageName, Image: img.Config.Config, Rootfs: rootfs,
@@ -158,7 +154,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		PodFiles: spec.PodFiles{
 			Hostname: pod.Files["hostname"], Hosts: pod.Files["hosts"], ResolvConf: pod.Files["resolv.conf"], Shm: pod.ShmPath,
 		},
-		CgroupsPath: filepath.Join(parent, id),
+		CgroupsPath: cgroupPath(podCfg, id),
 		TargetPIDNS: targetPID,
 		Seccomp:     s.seccomp,
 		CgroupV2:    s.cgroupV2,

@@ -49,13 +49,15 @@ type Options struct {
 	Images ImageService
 	// Network is nil when no CNI manager runs: NetworkReady is false and
 	// only host-network pods can run.
-	Network      PodNetwork
-	PodOS        PodOS
-	Shims        Shims
-	Rootfs       Rootfs
-	Meta         *meta.Store
-	Seccomp      spec.SeccompProfiles
-	StateDir     string
+	Network  PodNetwork
+	PodOS    PodOS
+	Shims    Shims
+	Rootfs   Rootfs
+	Meta     *meta.Store
+	Seccomp  spec.SeccompProfiles
+	StateDir string
+	// RootfsRoot is where containers' writable layers live, for stats.
+	RootfsRoot   string
 	CgroupDriver string
 	CgroupV2     bool
 	Log          *slog.Logger
@@ -76,6 +78,7 @@ type Server struct {
 	meta         *meta.Store
 	seccomp      spec.SeccompProfiles
 	stateDir     string
+	rootfsRoot   string
 	cgroupDriver string
 	cgroupV2     bool
 	log          *slog.Logger
@@ -102,6 +105,7 @@ func New(opts Options) *Server {
 		meta:         opts.Meta,
 		seccomp:      opts.Seccomp,
 		stateDir:     opts.StateDir,
+		rootfsRoot:   opts.RootfsRoot,
 		cgroupDriver: opts.CgroupDriver,
 		cgroupV2:     opts.CgroupV2,
 		log:          log,

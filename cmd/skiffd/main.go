@@ -130,6 +130,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		},
 		Meta:         store,
 		StateDir:     cfg.State,
+		RootfsRoot:   filepath.Join(cfg.Root, "containers"),
 		CgroupDriver: cfg.CgroupDriver,
 		Log:          log,
 	})

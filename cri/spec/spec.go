@@ -677,6 +677,15 @@ var defaultDeviceRules = []specs.LinuxDeviceCgroup{
 	{Allow: true, Type: "c", Major: i64(10), Minor: i64(200), Access: "rwm"}, // tun
 }
 
+// Resources converts CRI resources for a cgroup update (UpdateContainerResources).
+func Resources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
+	s := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Resources: &specs.LinuxResources{}}}
+	if err := setResources(s, r); err != nil {
+		return nil, err
+	}
+	return s.Linux.Resources, nil
+}
+
 func setResources(s *specs.Spec, r *runtimeapi.LinuxContainerResources) error {
 	if r == nil {
 		return nil

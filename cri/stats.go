@@ -1,0 +1,266 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/meta"
+	"github.com/skiffcri/skiff/oci/cgroups"
+)
+
+// defaultCgroupParent holds the containers of pods that name no parent.
+const defaultCgroupParent = "/skiff"
+
+func cgroupPath(podCfg *runtimeapi.PodSandboxConfig, id string) string {
+	parent := podCfg.GetLinux().GetCgroupParent()
+	if parent == "" {
+		parent = defaultCgroupParent
+	}
+	return filepath.Join(parent, id)
+}
+
+func (s *Server) cgroupOf(rec *meta.Container) (*cgroups.Manager, error) {
+	pod, err := s.meta.Pod(rec.PodID)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := podConfig(pod)
+	if err != nil {
+		return nil, err
+	}
+	return cgroups.Load(cgroupPath(cfg, rec.ID))
+}
+
+// containerStats reads usage from the container's cgroup; a container whose
+// cgroup is gone (exited and cleaned up) reports zero usage.
+func (s *Server) containerStats(rec *meta.Container) (*runtimeapi.ContainerStats, error) {
+	cfg, err := containerConfig(rec)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UnixNano()
+	out := &runtimeapi.ContainerStats{
+		Attributes: &runtimeapi.ContainerAttributes{
+			Id: rec.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+		},
+		Cpu:    &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{}},
+		Memory: &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{}},
+		Swap:   &runtimeapi.SwapUsage{Timestamp: now},
+	}
+	if cg, err := s.cgroupOf(rec); err == nil {
+		st, err := cg.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("stats of container %s: %w", rec.ID, err)
+		}
+		out.Cpu.UsageCoreNanoSeconds.Value = st.CPU.UsageNanos
+		m := out.Memory
+		m.WorkingSetBytes.Value = st.Memory.WorkingSet
+		m.UsageBytes = &runtimeapi.UInt64Value{Value: st.Memory.Usage}
+		m.RssBytes = &runtimeapi.UInt64Value{Value: st.Memory.RSS}
+		m.PageFaults = &runtimeapi.UInt64Value{Value: st.Memory.PageFaults}
+		m.MajorPageFaults = &runtimeapi.UInt64Value{Value: st.Memory.MajorPageFaults}
+		if st.Memory.Limit > 0 && st.Memory.Limit < 1<<62 && st.Memory.Limit > st.Memory.WorkingSet {
+			m.AvailableBytes = &runtimeapi.UInt64Value{Value: st.Memory.Limit - st.Memory.WorkingSet}
+		}
+		out.Swap.SwapUsageBytes = &runtimeapi.UInt64Value{Value: st.Memory.Swap}
+	} else if !errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("stats of container %s: %w", rec.ID, err)
+	}
+	if s.rootfsRoot != "" {
+		upper := filepath.Join(s.rootfsRoot, rec.ID, "upper")
+		if used, inodes, err := diskUsage(upper); err == nil {
+			out.WritableLayer = &runtimeapi.FilesystemUsage{
+				Timestamp: now, FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: upper},
+				UsedBytes: &runtimeapi.UInt64Value{Value: used}, InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
+			}
+		}
+	}
+	return out, nil
+}
+
+// diskUsage sums the allocated bytes and inodes below dir.
+func diskUsage(dir string) (bytes, inodes uint64, err error) {
+	seen := map[uint64]bool{}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+			bytes += uint64(st.Blocks) * 512
+		}
+		inodes++
+		return nil
+	})
+	return bytes, inodes, err
+}
+
+// ContainerStats reports a container's CPU, memory and writable layer usage.
+func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	rec, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.containerStats(rec)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
+}
+
+func (s *Server) filteredContainers(id, podID string, labels map[string]string) ([]*meta.Container, error) {
+	all, err := s.meta.Containers()
+	if err != nil {
+		return nil, err
+	}
+	var out []*meta.Container
+	for _, rec := range all {
+		if id != "" && !strings.HasPrefix(rec.ID, id) {
+			continue
+		}
+		if podID != "" && !strings.HasPrefix(rec.PodID, podID) {
+			continue
+		}
+		if !matchLabels(labels, rec.Labels) {
+			continue
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// ListContainerStats reports usage of the containers matching the filter.
+func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	f := req.GetFilter()
+	recs, err := s.filteredContainers(f.GetId(), f.GetPodSandboxId(), f.GetLabelSelector())
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.ListContainerStatsResponse{}
+	for _, rec := range recs {
+		st, err := s.containerStats(rec)
+		if err != nil {
+			s.log.Warn("container stats", "container", rec.ID, "err", err)
+			continue
+		}
+		resp.Stats = append(resp.Stats, st)
+	}
+	return resp, nil
+}
+
+// podStats sums the usage of a pod's containers.
+func (s *Server) podStats(pod *meta.Pod) (*runtimeapi.PodSandboxStats, error) {
+	cfg, err := podConfig(pod)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.podContainers(pod.ID)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UnixNano()
+	linux := &runtimeapi.LinuxPodSandboxStats{
+		Cpu:     &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{}},
+		Memory:  &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{}, UsageBytes: &runtimeapi.UInt64Value{}, RssBytes: &runtimeapi.UInt64Value{}},
+		Process: &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{}},
+	}
+	for _, rec := range recs {
+		st, err := s.containerStats(rec)
+		if err != nil {
+			continue
+		}
+		linux.Containers = append(linux.Containers, st)
+		linux.Cpu.UsageCoreNanoSeconds.Value += st.GetCpu().GetUsageCoreNanoSeconds().GetValue()
+		linux.Memory.WorkingSetBytes.Value += st.GetMemory().GetWorkingSetBytes().GetValue()
+		linux.Memory.UsageBytes.Value += st.GetMemory().GetUsageBytes().GetValue()
+		linux.Memory.RssBytes.Value += st.GetMemory().GetRssBytes().GetValue()
+		if cg, err := s.cgroupOf(rec); err == nil {
+			if cs, err := cg.Stats(); err == nil {
+				linux.Process.ProcessCount.Value += cs.Pids.Current
+			}
+		}
+	}
+	return &runtimeapi.PodSandboxStats{
+		Attributes: &runtimeapi.PodSandboxAttributes{Id: pod.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
+		Linux:      linux,
+	}, nil
+}
+
+// PodSandboxStats reports a pod's usage as the sum of its containers'.
+func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
+	pod, err := s.findPod(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.podStats(pod)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PodSandboxStatsResponse{Stats: st}, nil
+}
+
+// ListPodSandboxStats reports usage of the pods matching the filter.
+func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
+	f := req.GetFilter()
+	pods, err := s.meta.Pods()
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.ListPodSandboxStatsResponse{}
+	for _, p := range pods {
+		if f.GetId() != "" && !strings.HasPrefix(p.ID, f.GetId()) {
+			continue
+		}
+		if !matchLabels(f.GetLabelSelector(), p.Labels) {
+			continue
+		}
+		st, err := s.podStats(p)
+		if err != nil {
+			continue
+		}
+		resp.Stats = append(resp.Stats, st)
+	}
+	return resp, nil
+}
+
+// UpdateContainerResources applies new limits to a container's cgroup.
+func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	rec, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	res, err := spec.Resources(req.GetLinux())
+	if err != nil {
+		return nil, err
+	}
+	cg, err := s.cgroupOf(rec)
+	if err != nil {
+		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	}
+	if err := cg.Set(res); err != nil {
+		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	}
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -110,7 +109,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		reserved:   make(map[string]bool),
 		shutdown:   cancel,
 	}
-	d.trim = time.AfterFunc(trimDelay, debug.FreeOSMemory)
+	d.trim = time.AfterFunc(trimDelay, trimMemory)
 	defer d.trim.Stop()
 	if cfg.SharePID {
 		stop, err := d.startPodInit()

@@ -491,8 +491,18 @@ func TestShimIdleMemory(t *testing.T) {
 	if _, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: "other"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("Start for another pod in the same dir: %v", err)
 	}
-	time.Sleep(time.Second)
-	t.Logf("idle shim memory: %s", memory(t, c.Pid()))
+	// Past the shim's 2s trim delay after the last request.
+	time.Sleep(3 * time.Second)
+	t.Logf("idle shim memory, no containers: %s", memory(t, c.Pid()))
+
+	// An idle pod: one running container that prints nothing.
+	_, err = c.CreateContainer(ctx, shim.CreateRequest{ID: "sleeper", Spec: containerSpec(false, "sleep", "1000"),
+		Rootfs: newRootfs(t), LogPath: filepath.Join(t.TempDir(), "sleeper.log")})
+	must(t, err)
+	_, err = c.StartContainer(ctx, "sleeper")
+	must(t, err)
+	time.Sleep(3 * time.Second)
+	t.Logf("idle shim memory, one running container: %s", memory(t, c.Pid()))
 }
 
 // TestShimTty runs a container with a terminal: the executor allocates the

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/oci/cgroups"
 	"github.com/skiffcri/skiff/shim"
 	"github.com/skiffcri/skiff/shim/crilog"
 )
@@ -100,7 +101,7 @@ func clientHelper() int {
 	return 0
 }
 
-var busyboxApplets = []string{"sh", "echo", "sleep", "true", "cat", "tty", "head", "tail", "ls", "tr", "grep", "stty"}
+var busyboxApplets = []string{"sh", "echo", "sleep", "true", "cat", "tty", "head", "tail", "ls", "tr", "grep", "stty", "dd"}
 
 // newRootfs mounts an overlay over a busybox lower dir and returns the
 // merged path; unmounted on cleanup.
@@ -649,6 +650,42 @@ func TestShimSharedPID(t *testing.T) {
 	must(t, c.Shutdown(ctx))
 	if alive(initPid) {
 		t.Error("pod init alive after Shutdown")
+	}
+}
+
+// TestShimOOMKilled checks that a container killed by the OOM killer of
+// its memory cgroup is reported (and recorded) as OOMKilled.
+func TestShimOOMKilled(t *testing.T) {
+	if _, err := cgroups.DetectLayout(); err != nil {
+		t.Skipf("no cgroups: %v", err)
+	}
+	ctx := testCtx(t)
+	dir := filepath.Join(t.TempDir(), "shim")
+	cleanupShim(t, dir)
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: "oom",
+		Args: []string{"--runtime-root", filepath.Join(t.TempDir(), "runtime")}})
+	must(t, err)
+	limit := int64(32 << 20)
+	sp := containerSpec(false, "dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1")
+	sp.Linux.CgroupsPath = "/skiff-test-shim-" + strconv.Itoa(os.Getpid()) + "-oom"
+	sp.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit, Swap: &limit}}
+	_, err = c.CreateContainer(ctx, shim.CreateRequest{ID: "hog", Spec: sp, Rootfs: newRootfs(t)})
+	must(t, err)
+	_, err = c.StartContainer(ctx, "hog")
+	must(t, err)
+	st, err := c.Wait(ctx, "hog")
+	must(t, err)
+	if !st.OOMKilled || st.Reason != shim.ReasonOOMKilled || st.ExitCode != 137 {
+		t.Errorf("hog: %+v", st)
+	}
+	rec, err := shim.ReadExitFile(st.StateDir)
+	must(t, err)
+	if !rec.OOMKilled || rec.Reason != shim.ReasonOOMKilled {
+		t.Errorf("exit record %+v", rec)
+	}
+	must(t, c.DeleteContainer(ctx, "hog"))
+	if _, err := cgroups.Load(sp.Linux.CgroupsPath); !errdefs.IsNotFound(err) {
+		t.Errorf("cgroup left behind: %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -121,7 +122,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer network.Close()
 
+	shimBin, err := shimBinary(cfg.ShimBinary)
+	if err != nil {
+		return err
+	}
 	srv := cri.New(cri.Options{
+		Shims:   shims{binary: shimBin, stateDir: cfg.State},
+		Seccomp: seccompProfiles{},
 		Images:  images,
 		Network: cniNetwork{network},
 		PodOS:   podOS{},
@@ -178,6 +185,28 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	_ = os.Remove(sock)
 	return nil
+}
+
+// shimBinary finds skiff-shim: the configured path, else next to skiffd,
+// else on $PATH.
+func shimBinary(configured string) (string, error) {
+	if configured != "" {
+		if _, err := os.Stat(configured); err != nil {
+			return "", fmt.Errorf("shim_binary: %w", err)
+		}
+		return configured, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "skiff-shim")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("skiff-shim")
+	if err != nil {
+		return "", fmt.Errorf("skiff-shim not found next to skiffd or on $PATH (set shim_binary): %w", err)
+	}
+	return p, nil
 }
 
 // listenUnix replaces a stale socket left by a killed daemon, but refuses to

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/skiffcri/skiff/cri"
+	"github.com/skiffcri/skiff/shim"
+)
+
+// shims finds and starts the per-pod shims: their directories live under
+// state/shims/<pod>, container exit records under state/containers/<id> so
+// they outlive a stopped pod's shim.
+type shims struct {
+	binary   string
+	stateDir string
+}
+
+func (s shims) dir(podID string) string       { return filepath.Join(s.stateDir, "shims", podID) }
+func (s shims) containerDir(id string) string { return filepath.Join(s.stateDir, "containers", id) }
+func (s shims) runtimeRoot() string           { return filepath.Join(s.stateDir, "oci") }
+func (s shims) wrap(c *shim.Client) cri.Shim  { return &shimClient{c: c, s: s} }
+
+func (s shims) Start(ctx context.Context, podID string, sharePID bool) (cri.Shim, error) {
+	c, err := shim.Start(ctx, shim.StartOptions{
+		Binary: s.binary, Dir: s.dir(podID), PodID: podID, SharePID: sharePID,
+		Args: []string{"--runtime-root", s.runtimeRoot()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.wrap(c), nil
+}
+
+func (s shims) Connect(ctx context.Context, podID string) (cri.Shim, error) {
+	c, err := shim.Connect(ctx, s.dir(podID))
+	if err != nil {
+		return nil, err
+	}
+	return s.wrap(c), nil
+}
+
+func (s shims) Stop(ctx context.Context, podID string) error {
+	dir := s.dir(podID)
+	if c, err := shim.Connect(ctx, dir); err == nil {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := c.Shutdown(sctx); err != nil {
+			return fmt.Errorf("shim of pod %s: %w", podID, err)
+		}
+	} else if _, statErr := os.Stat(filepath.Join(dir, shim.SocketName)); statErr == nil {
+		// A socket nobody answers on: the shim died. Kill what may be left.
+		if b, err := os.ReadFile(filepath.Join(dir, shim.PidFileName)); err == nil {
+			var pid int
+			if _, err := fmt.Sscanf(string(b), "%d", &pid); err == nil && pid > 1 && processIsShim(pid, dir) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove shim dir of pod %s: %w", podID, err)
+	}
+	return nil
+}
+
+// processIsShim guards against killing a reused pid.
+func processIsShim(pid int, dir string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && bytes.Contains(b, []byte(dir))
+}
+
+func (s shims) ExitState(podID, id string) (cri.ContainerState, bool) {
+	rec, err := shim.ReadExitFile(s.containerDir(id))
+	if err != nil {
+		return cri.ContainerState{}, false
+	}
+	return cri.ContainerState{
+		Status: cri.StateExited, Pid: rec.Pid, ExitCode: int32(rec.ExitCode),
+		StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, OOMKilled: rec.OOMKilled, Reason: rec.Reason,
+	}, true
+}
+
+// shimClient adapts a shim client to the CRI layer's view of a shim.
+type shimClient struct {
+	c *shim.Client
+	s shims
+}
+
+func toState(st shim.ContainerState) cri.ContainerState {
+	out := cri.ContainerState{
+		Pid: st.Pid, ExitCode: int32(st.ExitCode), StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
+		OOMKilled: st.OOMKilled, Reason: st.Reason,
+	}
+	switch st.Status {
+	case shim.StatusCreated:
+		out.Status = cri.StateCreated
+	case shim.StatusRunning:
+		out.Status = cri.StateRunning
+	case shim.StatusExited:
+		out.Status = cri.StateExited
+	default:
+		out.Status = cri.StateUnknown
+	}
+	return out
+}
+
+func (sc *shimClient) Create(ctx context.Context, req cri.CreateRequest) error {
+	_, err := sc.c.CreateContainer(ctx, shim.CreateRequest{
+		ID: req.ID, Spec: req.Spec, Rootfs: req.Spec.Root.Path, LogPath: req.LogPath,
+		StateDir: sc.s.containerDir(req.ID), Stdin: req.Stdin, StdinOnce: req.StdinOnce, Tty: req.Tty,
+	})
+	return err
+}
+
+func (sc *shimClient) Start(ctx context.Context, id string) error {
+	_, err := sc.c.StartContainer(ctx, id)
+	return err
+}
+
+func (sc *shimClient) Kill(ctx context.Context, id string, sig int, all bool) error {
+	return sc.c.KillContainer(ctx, id, syscall.Signal(sig), all)
+}
+
+func (sc *shimClient) State(ctx context.Context, id string) (cri.ContainerState, error) {
+	st, err := sc.c.ContainerState(ctx, id)
+	if err != nil {
+		return cri.ContainerState{}, err
+	}
+	return toState(st), nil
+}
+
+func (sc *shimClient) Wait(ctx context.Context, id string) (cri.ContainerState, error) {
+	st, err := sc.c.Wait(ctx, id)
+	if err != nil {
+		return cri.ContainerState{}, err
+	}
+	return toState(st), nil
+}
+
+func (sc *shimClient) Delete(ctx context.Context, id string) error {
+	return sc.c.DeleteContainer(ctx, id)
+}
+
+func (sc *shimClient) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error) {
+	res, err := sc.c.ExecSync(ctx, shim.ExecSyncRequest{ID: id, Cmd: cmd, Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, nil, 0, fmt.Errorf("command %q timed out after %v: %w", cmd, timeout, err)
+		}
+		return nil, nil, 0, err
+	}
+	return res.Stdout, res.Stderr, int32(res.ExitCode), nil
+}
+
+func (sc *shimClient) ReopenLog(ctx context.Context, id string) error { return sc.c.ReopenLog(ctx, id) }
+
+func (sc *shimClient) InitPID() int { return sc.c.InitPid() }
+
+func streamIO(ctx context.Context, st cri.Stdio) shim.StreamIO {
+	sio := shim.StreamIO{Stdin: st.Stdin}
+	if st.Stdout != nil {
+		sio.Stdout = st.Stdout
+	}
+	if st.Stderr != nil {
+		sio.Stderr = st.Stderr
+	}
+	if st.Resize != nil {
+		ch := make(chan shim.TermSize)
+		go func() {
+			defer close(ch)
+			for sz := range st.Resize {
+				select {
+				case ch <- shim.TermSize{Width: sz.Width, Height: sz.Height}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		sio.Resize = ch
+	}
+	return sio
+}
+
+func (sc *shimClient) Exec(ctx context.Context, id string, cmd []string, st cri.Stdio) (int32, error) {
+	code, err := sc.c.Exec(ctx, shim.ExecRequest{ID: id, Cmd: cmd, Tty: st.Tty}, streamIO(ctx, st))
+	return int32(code), err
+}
+
+func (sc *shimClient) Attach(ctx context.Context, id string, st cri.Stdio) error {
+	return sc.c.Attach(ctx, id, streamIO(ctx, st))
+}
+
+func (sc *shimClient) Close() error { return nil }

@@ -36,7 +36,6 @@ type tarEntry struct {
 	linkname string
 	mode     int64
 	uid, gid int
-	size     int64 // overrides len(body) in the header when non-zero
 }
 
 func buildTar(t testing.TB, entries ...tarEntry) []byte {

@@ -162,7 +162,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		u.dirs = append(u.dirs, dirMeta{rel: rel, hdr: hdr})
 		return nil
 
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse:
 		if hdr.Size < 0 {
 			return errdefs.InvalidArgument("negative size")
 		}

@@ -117,11 +117,21 @@ func (c *Client) Pid() int { return c.info.Pid }
 // share a PID namespace.
 func (c *Client) InitPid() int { return c.info.InitPid }
 
+// dial connects to the shim's socket.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	addr, release, err := socketAddr(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", addr)
+}
+
 // call sends req and decodes the response into resp. Cancelling ctx closes
 // the connection, which also cancels the request in the shim.
 func (c *Client) call(ctx context.Context, req *request, resp *response) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.sock)
+	conn, err := c.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

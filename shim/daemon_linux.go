@@ -77,19 +77,28 @@ func Serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	sock := filepath.Join(cfg.Dir, SocketName)
-	// A socket file left by a dead shim is stale; a live one means another
-	// shim owns this directory.
-	if c, err := net.Dial("unix", sock); err == nil {
-		c.Close()
-		return errdefs.AlreadyExists("shim listening on %s", sock)
-	}
-	os.Remove(sock)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	addr, release, err := socketAddr(cfg.Dir)
 	if err != nil {
 		return err
 	}
-	// Close removes the socket file, so a client never dials a dead shim.
-	ln.SetUnlinkOnClose(true)
+	// A socket file left by a dead shim is stale; a live one means another
+	// shim owns this directory.
+	if c, err := net.Dial("unix", addr); err == nil {
+		c.Close()
+		release()
+		return errdefs.AlreadyExists("shim listening on %s", sock)
+	}
+	os.Remove(sock)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
+	release()
+	if err != nil {
+		return err
+	}
+	// The listener may know the socket by a /proc/self/fd name that is
+	// gone by now: remove the file by its real path, so a client never
+	// dials a dead shim.
+	ln.SetUnlinkOnClose(false)
+	defer os.Remove(sock)
 	if err := os.Chmod(sock, 0o600); err != nil {
 		ln.Close()
 		return err

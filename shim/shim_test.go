@@ -24,7 +24,11 @@ import (
 // client. The daemon stops (killing what is left) when the test ends.
 func serve(t *testing.T) (*shim.Client, string) {
 	t.Helper()
-	dir := t.TempDir()
+	return serveIn(t, t.TempDir())
+}
+
+func serveIn(t *testing.T, dir string) (*shim.Client, string) {
+	t.Helper()
 	rt := shimtest.NewHostRuntime()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
@@ -148,6 +152,30 @@ func TestLifecycle(t *testing.T) {
 	}
 	if _, err := os.Stat(shim.ContainerStateDir(dir, "c1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state dir after delete: %v", err)
+	}
+}
+
+// TestLongSocketPath serves from a directory too deep for a unix socket
+// address.
+func TestLongSocketPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100), "pod")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := serveIn(t, dir)
+	ctx := ctxT(t)
+	if _, err := c.CreateContainer(ctx, shim.CreateRequest{ID: "x", Spec: spec("sleep", "100")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartContainer(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	if code, err := c.Exec(ctx, shim.ExecRequest{ID: "x", Cmd: []string{"echo", "deep"}}, shim.StreamIO{Stdout: &out}); err != nil || code != 0 || out.String() != "deep\n" {
+		t.Errorf("exec: %d %q %v", code, out.String(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, shim.SocketName)); err != nil {
+		t.Errorf("socket not at its real path: %v", err)
 	}
 }
 

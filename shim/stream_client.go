@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 
 	"github.com/skiffcri/skiff/errdefs"
 )
@@ -32,8 +31,7 @@ func (c *Client) Attach(ctx context.Context, id string, sio StreamIO) error {
 }
 
 func (c *Client) stream(ctx context.Context, req *request, sio StreamIO) (int, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.sock)
+	conn, err := c.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()

@@ -25,6 +25,7 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:5000", "address to serve the registry on")
 	printTOML := flag.Bool("print-mirrors-toml", false, "print skiffd's [image] config section (mirrors, insecure_registries) for --listen and exit")
+	printContainerd := flag.Bool("print-containerd-toml", false, "print containerd 1.6 CRI registry mirror sections for --listen and exit (for side-by-side runs)")
 	withLarge := flag.Bool("with-large", false, "add "+registry.LargeName+" (~100 MB, 3 layers) for pull benchmarks")
 	list := flag.Bool("list", false, "print every upstream name served and exit")
 	busybox := flag.String("busybox", registry.DefaultBusybox, "statically linked busybox to build the images from")
@@ -37,14 +38,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *addrFile, *printTOML, *list, *logRequests, registry.Options{Busybox: *busybox, WithLarge: *withLarge}); err != nil {
+	if err := run(ctx, *listen, *addrFile, *printTOML, *printContainerd, *list, *logRequests, registry.Options{Busybox: *busybox, WithLarge: *withLarge}); err != nil {
 		slog.Error("testimages", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, listen, addrFile string, printTOML, list, logRequests bool, opts registry.Options) error {
-	if printTOML || list {
+func run(ctx context.Context, listen, addrFile string, printTOML, printContainerd, list, logRequests bool, opts registry.Options) error {
+	if printTOML || printContainerd || list {
 		set, err := registry.Images(ctx, opts)
 		if err != nil {
 			return err
@@ -54,6 +55,10 @@ func run(ctx context.Context, listen, addrFile string, printTOML, list, logReque
 			for _, n := range names {
 				fmt.Println(n)
 			}
+			return nil
+		}
+		if printContainerd {
+			fmt.Print(registry.ContainerdMirrorsTOML(listen, registry.HostsOf(names)))
 			return nil
 		}
 		fmt.Print(registry.MirrorsTOML(listen, registry.HostsOf(names)))

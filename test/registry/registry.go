@@ -240,6 +240,30 @@ func MirrorsTOML(addr string, hosts []string) string {
 	return b.String()
 }
 
+// ContainerdMirrorsTOML renders the registry section of a containerd 1.6
+// CRI plugin config (config version 2) that pulls every served name from a
+// registry at addr, for side-by-side runs. containerd appends no "/v2" to
+// an endpoint that has a path, so its endpoints carry it; addr itself is
+// listed too, so that direct pulls of addr/... use plain HTTP.
+func ContainerdMirrorsTOML(addr string, hosts []string) string {
+	var b strings.Builder
+	m := MirrorsFor(addr, hosts)
+	m[addr] = []string{"http://" + addr}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ep := m[k][0]
+		if k != addr {
+			ep = "http://" + addr + "/v2" + strings.TrimPrefix(ep, "http://"+addr)
+		}
+		fmt.Fprintf(&b, "[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.%s]\n  endpoint = [%s]\n", strconv.Quote(k), strconv.Quote(ep))
+	}
+	return b.String()
+}
+
 // handler returns go-containerregistry's in-memory registry holding set.
 // Images are pushed through the handler itself, not over a socket, so the
 // registry is complete before anything listens.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/BurntSushi/toml"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -339,5 +340,33 @@ func TestSharedLibs(t *testing.T) {
 	}
 	if !libc || !interp {
 		t.Errorf("/bin/ls: sharedLibs = %v; want libc and the ELF interpreter", libs)
+	}
+}
+
+func TestContainerdMirrorsTOML(t *testing.T) {
+	var got struct {
+		Plugins map[string]struct {
+			Registry struct {
+				Mirrors map[string]struct{ Endpoint []string }
+			}
+		}
+	}
+	s := "version = 2\n" + ContainerdMirrorsTOML("127.0.0.1:5000", []string{"gcr.io", "index.docker.io"})
+	if _, err := toml.Decode(s, &got); err != nil {
+		t.Fatalf("%v\n%s", err, s)
+	}
+	want := map[string][]string{
+		"127.0.0.1:5000":  {"http://127.0.0.1:5000"},
+		"gcr.io":          {"http://127.0.0.1:5000/v2/gcr.io"},
+		"index.docker.io": {"http://127.0.0.1:5000/v2/docker.io"},
+	}
+	m := got.Plugins["io.containerd.grpc.v1.cri"].Registry.Mirrors
+	if len(m) != len(want) {
+		t.Fatalf("mirrors %v, want %v", m, want)
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(m[k].Endpoint, v) {
+			t.Errorf("%s: endpoint %v, want %v", k, m[k].Endpoint, v)
+		}
 	}
 }

@@ -203,6 +203,9 @@ type container struct {
 	log    *crilog.Writer // nil once the output is drained or no log
 	status Status
 	exit   ExitRecord
+	// reaped is set as soon as the init was waited for, before the exit
+	// is recorded (which waits for the output to drain).
+	reaped bool
 }
 
 func (c *container) snapshot() ContainerState {
@@ -629,6 +632,9 @@ func (d *daemon) watch(c *container, proc Process) {
 	es, err := proc.Wait()
 	at := time.Now()
 	d.reaper.release(c.pid)
+	c.mu.Lock()
+	c.reaped = true
+	c.mu.Unlock()
 	if err != nil {
 		d.cfg.Logger.Error("wait for container", "id", c.id, "error", err)
 		es = ExitStatus{Code: 255}
@@ -725,7 +731,10 @@ func (d *daemon) kill(ctx context.Context, id string, sig unix.Signal, all bool)
 	}
 	err = d.reaper.paused(func() error { return d.cfg.Runtime.Kill(ctx, id, sig, all) })
 	if err != nil {
-		if c.snapshot().Status == StatusExited {
+		c.mu.Lock()
+		gone := c.reaped
+		c.mu.Unlock()
+		if gone {
 			return nil
 		}
 		return fmt.Errorf("kill container %q: %w", id, err)

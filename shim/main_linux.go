@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -144,7 +145,12 @@ func daemonMain(f Flags, newRuntime func(Flags) (Runtime, error)) int {
 	if err != nil {
 		return fail(err)
 	}
-	err = Serve(context.Background(), Config{
+	// SIGTERM stops serving; containers keep running, but a pod init is
+	// stopped (its PID namespace, shared by the pod, goes with it) rather
+	// than left behind.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err = Serve(ctx, Config{
 		Dir:      f.Dir,
 		PodID:    f.PodID,
 		Runtime:  rt,

@@ -1,24 +1,3 @@
-// Package shim holds skiff-shim, the long-lived per-pod process that owns the
-// pod's containers while skiffd comes and goes, and the client skiffd uses to
-// talk to it.
-//
-// The shim is a child subreaper: it launches containers through a Runtime
-// (the oci executor in production), reaps every process that ends below it,
-// writes container stdout and stderr to the kubelet's log file in the CRI
-// format (package crilog), and records each exit in <state dir>/exit.json
-// with fsync before any client hears of it. It never depends on skiffd: a
-// killed daemon reconnects with Connect and finds the containers still
-// running and still logging, or reads the exit records.
-//
-// # Protocol
-//
-// One request per connection on the unix socket <dir>/shim.sock: the client
-// writes one JSON object (a request) followed by a newline, the shim answers
-// with one JSON object (a response) and closes the connection. A client that
-// closes its end early cancels the request (Wait, ExecSync). Errors carry a
-// kind ("not_found", "already_exists", "invalid_argument",
-// "failed_precondition", "unavailable", "deadline_exceeded") that the client
-// maps back onto the errdefs sentinels.
 package shim
 
 import (

@@ -1,0 +1,48 @@
+// Package shim holds skiff-shim, the long-lived per-pod process that owns the
+// pod's containers while skiffd comes and goes, and the client skiffd uses to
+// talk to it.
+//
+// The shim is a child subreaper: it launches containers through a Runtime
+// (the oci executor in production), reaps every process that ends below it,
+// writes container stdout and stderr to the kubelet's log file in the CRI
+// format (package crilog), and records each exit in <state dir>/exit.json
+// with fsync before any client hears of it. It never depends on skiffd: a
+// killed daemon reconnects with Connect and finds the containers still
+// running and still logging, or reads the exit records.
+//
+// # Protocol
+//
+// One request per connection on the unix socket <dir>/shim.sock: the client
+// writes one JSON object (a request) followed by a newline, the shim answers
+// with one JSON object (a response) and closes the connection. A client that
+// closes its end early cancels the request (Wait, ExecSync). Errors carry a
+// kind ("not_found", "already_exists", "invalid_argument",
+// "failed_precondition", "unavailable", "deadline_exceeded") that the client
+// maps back onto the errdefs sentinels.
+//
+// Interactive exec and attach (Client.Exec, Client.Attach) keep their
+// connection open after the request line and exchange frames: a type byte,
+// a big-endian uint32 length and the payload. The client sends stdin data,
+// stdin close and terminal resizes; the shim sends stdout and stderr data
+// and a last exit frame (a JSON result). Attach sessions get the
+// container's output from the moment they attach (earlier output is in the
+// log); a session that falls 256 chunks behind is cut off so that the
+// container and its log never wait for a slow client.
+//
+// # Process model
+//
+// Start runs "skiff-shim daemon", which re-executes itself in a new session
+// with stdio on /dev/null (stderr on <dir>/shim.log) and exits once the
+// socket is up, so the shim is re-parented away from skiffd at once. With
+// SharePID the shim first starts the pod init ("skiff-shim daemon
+// --pod-init"), PID 1 of a new PID namespace that the pod's containers join
+// and that reaps their orphans.
+//
+// # Memory
+//
+// The shim is meant to cost little per pod: after two seconds without a
+// request it returns free heap memory to the kernel and drops its mappings
+// of the executable's read-only pages (they stay in the page cache, shared
+// by all shims, and fault back in on use). Build skiff-shim with
+// CGO_ENABLED=0 so no libc is mapped into every shim.
+package shim

@@ -49,8 +49,14 @@ func TestMain(m *testing.M) {
 	}
 	shimPath = filepath.Join(dir, "skiff-shim")
 	// Static, as released: no libc mapped into every shim.
+	// SKIFF_TEST_SHIM_RACE=1 builds it with the race detector instead
+	// (its reports land in the shim's shim.log).
 	cmd := exec.Command("go", "build", "-o", shimPath, "github.com/skiffcri/skiff/cmd/skiff-shim")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if os.Getenv("SKIFF_TEST_SHIM_RACE") != "" {
+		cmd.Args = append(cmd.Args[:2], append([]string{"-race"}, cmd.Args[2:]...)...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build skiff-shim: %v\n%s", err, out)
 		os.RemoveAll(dir)
@@ -173,6 +179,12 @@ func testCtx(t *testing.T) context.Context {
 // cleanupShim stops whatever the shim in dir still runs and ends it; if it
 // does not answer, its process is killed.
 func cleanupShim(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		// Runs last (cleanups are LIFO): the shim has stopped writing.
+		if b, err := os.ReadFile(filepath.Join(dir, shim.LogFileName)); err == nil && bytes.Contains(b, []byte("DATA RACE")) {
+			t.Errorf("race in the shim:\n%s", b)
+		}
+	})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

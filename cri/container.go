@@ -357,11 +357,9 @@ func (s *Server) stopContainer(ctx context.Context, rec *meta.Container, timeout
 	if err := shim.Kill(ctx, rec.ID, int(unix.SIGKILL), true); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("stop container %s: kill: %w", rec.ID, err)
 	}
-	if st.Status == StateCreated {
-		// A created container has only its init at the barrier; the kill
-		// ends it without it ever running the user's process.
-		return nil
-	}
+	// A created container has only its init at the barrier: the kill ends
+	// it without the user's process ever running. Either way, wait until
+	// the shim has reaped it and recorded the exit.
 	if _, err := shim.Wait(ctx, rec.ID); err != nil {
 		return fmt.Errorf("stop container %s: wait: %w", rec.ID, err)
 	}

@@ -3,6 +3,9 @@ package cri
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Recover rebuilds the daemon's view after a restart from the records on
@@ -48,10 +51,45 @@ func (s *Server) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover containers: %w", err)
 	}
+	known := map[string]bool{}
 	for _, c := range ctrs {
+		known[c.ID] = true
 		if err := s.ctrNames.reserve(c.Name, c.ID); err != nil {
 			s.log.Warn("recover: duplicate container name", "container", c.ID, "err", err)
 		}
+	}
+	// A crash between the shim creating a container and its record being
+	// written leaves a container nobody knows: end it.
+	for _, p := range pods {
+		if p.State != podReady {
+			continue
+		}
+		shim, err := s.shims.Connect(ctx, p.ID)
+		if err != nil {
+			s.log.Warn("recover: pod shim unreachable", "pod", p.ID, "err", err)
+			continue
+		}
+		ids, err := shim.List(ctx)
+		if err != nil {
+			s.log.Warn("recover: list pod containers", "pod", p.ID, "err", err)
+		}
+		for _, id := range ids {
+			if known[id] {
+				continue
+			}
+			s.log.Info("recover: removing a container without a record", "pod", p.ID, "container", id)
+			_ = shim.Kill(ctx, id, int(unix.SIGKILL), true)
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, _ = shim.Wait(wctx, id)
+			cancel()
+			if err := shim.Delete(ctx, id); err != nil {
+				s.log.Warn("recover: delete orphan container", "container", id, "err", err)
+			}
+			if err := s.rootfs.Unmount(ctx, id); err != nil {
+				s.log.Warn("recover: unmount orphan rootfs", "container", id, "err", err)
+			}
+		}
+		_ = shim.Close()
 	}
 	s.log.Info("recovered state", "pods", len(pods), "containers", len(ctrs))
 	return nil

@@ -93,6 +93,8 @@ type Shim interface {
 	Delete(ctx context.Context, id string) error
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
 	ReopenLog(ctx context.Context, id string) error
+	// List names the containers the shim runs.
+	List(ctx context.Context) ([]string, error)
 	// InitPID is the host PID of the pod's init, 0 without a shared PID namespace.
 	InitPID() int
 	// Exec runs cmd in the container with the given stdio until it exits.

@@ -28,5 +28,6 @@ if ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then
 fi
 
 go build -o /usr/local/bin/skiffd ./cmd/skiffd
-go build -o /usr/local/bin/skiff-shim ./cmd/skiff-shim
+# Static: linking libc would cost every pod's shim ~1.4 MB of RSS.
+CGO_ENABLED=0 go build -o /usr/local/bin/skiff-shim ./cmd/skiff-shim
 echo "setup: done (skiffd and skiff-shim in /usr/local/bin)"

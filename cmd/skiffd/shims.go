@@ -160,6 +160,18 @@ func (sc *shimClient) ExecSync(ctx context.Context, id string, cmd []string, tim
 
 func (sc *shimClient) ReopenLog(ctx context.Context, id string) error { return sc.c.ReopenLog(ctx, id) }
 
+func (sc *shimClient) List(ctx context.Context) ([]string, error) {
+	states, err := sc.c.ListContainers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(states))
+	for _, st := range states {
+		ids = append(ids, st.ID)
+	}
+	return ids, nil
+}
+
 func (sc *shimClient) InitPID() int { return sc.c.InitPid() }
 
 func streamIO(ctx context.Context, st cri.Stdio) shim.StreamIO {

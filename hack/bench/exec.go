@@ -68,6 +68,7 @@ func makeBundle(ctx context.Context, dir string) error {
 func buildShim(ctx context.Context, dir string) (string, error) {
 	out := filepath.Join(dir, "skiff-shim")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/skiff-shim")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build skiff-shim: %w", err)

@@ -134,6 +134,7 @@ func benchPull(ctx context.Context, n int) error {
 	for _, b := range []struct{ out, pkg string }{
 		{filepath.Join(tmp, "skiffd"), "./cmd/skiffd"},
 		{filepath.Join(tmp, "testimages"), "./hack/testimages"},
+		{filepath.Join(tmp, "skiff-shim"), "./cmd/skiff-shim"},
 	} {
 		if err := goBuild(ctx, b.out, b.pkg); err != nil {
 			return err
@@ -212,7 +213,8 @@ state = %q
 	daemons = append(daemons, d)
 	for _, s := range []string{skiffSock, ctrdSock} {
 		if err := waitSocket(ctx, s); err != nil {
-			return err
+			logs, _ := exec.Command("sh", "-c", "tail -n 20 "+tmp+"/*.log").CombinedOutput()
+			return fmt.Errorf("%w\n%s", err, logs)
 		}
 	}
 
@@ -255,8 +257,10 @@ func largeImageRef(ctx context.Context, tool, reg string) (string, error) {
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), "large") {
+			// The tool serves upstream name H/R at <registry>/H/R; pull it from
+			// there directly so both runtimes fetch over plain HTTP alike.
 			f := strings.Fields(sc.Text())
-			return f[len(f)-1], nil
+			return reg + "/" + f[len(f)-1], nil
 		}
 	}
 	return "", fmt.Errorf("the test image tool lists no large benchmark image")

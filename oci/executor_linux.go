@@ -500,6 +500,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
+	//lint:ignore SA1019 a spec that still uses Prestart hooks must be refused too
 	if h := spec.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+
 		len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
 		return nil, errdefs.Unimplemented("container %q: OCI hooks", id)

@@ -3,6 +3,7 @@ package oci_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -495,6 +497,7 @@ func TestCreateErrorsNameTheCause(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spec := sh(`true`)
+			spec.Linux.CgroupsPath = "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-" + c.name
 			c.mod(spec)
 			_, err := e.Create(testCtx(t), c.name, oci.Bundle{Spec: spec, Rootfs: newRootfs(t)}, oci.IO{})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -502,6 +505,9 @@ func TestCreateErrorsNameTheCause(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(e.StateDir, c.name)); !os.IsNotExist(err) {
 				t.Fatalf("state dir left behind: %v", err)
+			}
+			if _, err := cgroups.Load(spec.Linux.CgroupsPath); !errdefs.IsNotFound(err) {
+				t.Fatalf("cgroup left behind: %v", err)
 			}
 		})
 	}
@@ -598,5 +604,121 @@ func TestDeviceCgroupRules(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("missing %q in:\n%s", w, out)
 		}
+	}
+}
+
+func TestRootfsPropagation(t *testing.T) {
+	e := newExecutor(t)
+	for _, c := range []struct {
+		prop   string
+		shared bool
+	}{{"rshared", true}, {"rprivate", false}, {"rslave", false}} {
+		t.Run(c.prop, func(t *testing.T) {
+			spec := sh(`grep ' / / ' /proc/self/mountinfo`)
+			spec.Linux.RootfsPropagation = c.prop
+			out := runOK(t, e, "prop-"+c.prop, spec)
+			if strings.Contains(out, " shared:") != c.shared {
+				t.Fatalf("%s: / is %q", c.prop, out)
+			}
+		})
+	}
+}
+
+func TestDeleteCreatedContainer(t *testing.T) {
+	e := newExecutor(t)
+	ctx := testCtx(t)
+	spec := sh(`true`)
+	spec.Linux.CgroupsPath = "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-created"
+	c, _ := create(t, e, "created", spec, newRootfs(t))
+	// A created container may be deleted without force: it never ran.
+	must(t, e.Delete(ctx, "created", false))
+	ws, err := c.Wait()
+	must(t, err)
+	if ws.Signal != unix.SIGKILL {
+		t.Fatalf("init exit %+v", ws)
+	}
+	if err := e.Start(ctx, "created"); !errdefs.IsNotFound(err) {
+		t.Fatalf("start after delete: %v", err)
+	}
+	if _, err := cgroups.Load(spec.Linux.CgroupsPath); !errdefs.IsNotFound(err) {
+		t.Fatalf("cgroup left: %v", err)
+	}
+}
+
+func TestRuntimeCLI(t *testing.T) {
+	root := t.TempDir()
+	bundle := t.TempDir()
+	writeBundle := func(script string) {
+		spec := sh(script)
+		spec.Root.Path = newRootfs(t)
+		spec.Linux.CgroupsPath = "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-cli"
+		b, err := json.Marshal(spec)
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644))
+	}
+	// Output goes to a file, not a pipe: a created container's init keeps
+	// the CLI's stdio open, so reading a pipe to EOF would block.
+	outDir := t.TempDir()
+	cli := func(args ...string) (string, int) {
+		f, err := os.CreateTemp(outDir, "out")
+		must(t, err)
+		defer f.Close()
+		cmd := exec.Command(shimPath, append([]string{"runtime", "--root", root}, args...)...)
+		cmd.Stdout, cmd.Stderr = f, f
+		err = cmd.Run()
+		out, rerr := os.ReadFile(f.Name())
+		must(t, rerr)
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		}
+		must(t, err)
+		return string(out), 0
+	}
+	t.Cleanup(func() { cli("delete", "--force", "cli") })
+
+	writeBundle(`echo hello; exit 3`)
+	if out, code := cli("run", "--bundle", bundle, "cli-run"); code != 3 || out != "hello\n" {
+		t.Fatalf("run: code %d, output %q", code, out)
+	}
+
+	writeBundle(`exec sleep 1000`)
+	if out, code := cli("create", "--bundle", bundle, "cli"); code != 0 {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	status := func() string {
+		out, code := cli("state", "cli")
+		if code != 0 {
+			t.Fatalf("state: %d %s", code, out)
+		}
+		var st specs.State
+		must(t, json.Unmarshal([]byte(out), &st))
+		return string(st.Status)
+	}
+	if s := status(); s != "created" {
+		t.Fatalf("after create: %s", s)
+	}
+	cli("start", "cli")
+	if s := status(); s != "running" {
+		t.Fatalf("after start: %s", s)
+	}
+	if out, code := cli("exec", "cli", "cat", "/proc/1/comm"); code != 0 || out != "sleep\n" {
+		t.Fatalf("exec: %d %q", code, out)
+	}
+	if out, code := cli("kill", "--all", "cli", "KILL"); code != 0 {
+		t.Fatalf("kill: %d %s", code, out)
+	}
+	// The init is no child of ours: it is reparented and reaped elsewhere.
+	deadline := time.Now().Add(10 * time.Second)
+	for status() != "stopped" {
+		if time.Now().After(deadline) {
+			t.Fatal("container did not stop")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out, code := cli("delete", "cli"); code != 0 {
+		t.Fatalf("delete: %d %s", code, out)
+	}
+	if _, code := cli("state", "cli"); code == 0 {
+		t.Fatal("state after delete succeeded")
 	}
 }

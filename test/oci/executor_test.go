@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,8 +44,8 @@ func TestLifecycleState(t *testing.T) {
 		t.Fatalf("after create: %+v (pid %d)", st.State, c.Pid)
 	}
 	must(t, e.Start(ctx, "life"))
-	if err := e.Start(ctx, "life"); !errdefs.IsNotFound(err) && err == nil {
-		t.Fatal("second Start succeeded")
+	if err := e.Start(ctx, "life"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("second Start: %v", err)
 	}
 	ws, err := c.Wait()
 	must(t, err)
@@ -55,6 +56,12 @@ func TestLifecycleState(t *testing.T) {
 	must(t, err)
 	if st.Status != oci.StatusStopped {
 		t.Fatalf("after exit: %s", st.Status)
+	}
+	if err := e.Kill(ctx, "life", unix.SIGTERM, false); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("kill of a stopped container: %v", err)
+	}
+	if _, err := e.Exec(ctx, "life", &specs.Process{Args: []string{"true"}, Cwd: "/"}, oci.IO{}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("exec in a stopped container: %v", err)
 	}
 	must(t, e.Delete(ctx, "life", false))
 	if _, err := e.State(ctx, "life"); !errdefs.IsNotFound(err) {

@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestContainerLifecycleAndLogs(t *testing.T) {
+	d := startDaemon(t)
+	ctx := ctxT(t, 5*time.Minute)
+	imageRef := d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "ctrs")
+
+	id := d.createContainer(t, podID, podCfg, containerConfig("talker", busybox, "sh", "-c", "echo hello; echo err >&2; sleep 1000"))
+	st := d.containerStatus(t, id)
+	if st.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("after CreateContainer: state %s, want CREATED", st.State)
+	}
+	logPath := filepath.Join(podCfg.LogDirectory, "talker.log")
+	if st.LogPath != logPath {
+		t.Errorf("ContainerStatus log path %q, want %q", st.LogPath, logPath)
+	}
+	d.startContainer(t, id)
+	st = d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	if st.StartedAt == 0 || st.ImageRef == "" || st.Image.GetImage() == "" {
+		t.Errorf("running ContainerStatus: startedAt %d, imageRef %q, image %v; want all set", st.StartedAt, st.ImageRef, st.Image)
+	}
+	if st.ImageRef != imageRef && !strings.Contains(st.ImageRef, "@sha256:") {
+		t.Errorf("ContainerStatus image ref %q, want the pulled %q or a digest reference", st.ImageRef, imageRef)
+	}
+
+	waitLog(t, logPath, "stdout", "hello", 30*time.Second)
+	lines := waitLog(t, logPath, "stderr", "err", 30*time.Second)
+	for _, l := range lines {
+		if l.Tag != "F" {
+			t.Errorf("log line %+v: tag %s, want F (short lines are full)", l, l.Tag)
+		}
+	}
+	if got := logText(lines, "stdout"); !slices.Equal(got, []string{"hello"}) {
+		t.Errorf("stdout log lines %q, want [hello]", got)
+	}
+	if got := logText(lines, "stderr"); !slices.Equal(got, []string{"err"}) {
+		t.Errorf("stderr log lines %q, want [err]", got)
+	}
+
+	// ps: by pod, by state, by label.
+	ps := func(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
+		t.Helper()
+		resp, err := d.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: f})
+		if err != nil {
+			t.Fatalf("ListContainers: %v", err)
+		}
+		return resp.Containers
+	}
+	if got := ps(&runtimeapi.ContainerFilter{PodSandboxId: podID}); len(got) != 1 || got[0].Id != id || got[0].State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("ListContainers of the pod: %v, want %s running", got, id)
+	}
+	if got := ps(&runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_EXITED}}); len(got) != 0 {
+		t.Errorf("ListContainers exited: %v, want none", got)
+	}
+	if got := ps(&runtimeapi.ContainerFilter{LabelSelector: map[string]string{"container": "talker"}}); len(got) != 1 {
+		t.Errorf("ListContainers by label: %v, want one", got)
+	}
+
+	// Stop with a timeout: sh ignores nothing, so SIGTERM ends it (143), or
+	// SIGKILL after the timeout (137).
+	if _, err := d.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 2}); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	st = d.containerStatus(t, id)
+	if st.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Errorf("after StopContainer: state %s, want EXITED", st.State)
+	}
+	if st.ExitCode != 137 && st.ExitCode != 143 {
+		t.Errorf("after StopContainer: exit code %d, want 137 or 143", st.ExitCode)
+	}
+	if st.Reason != "Error" {
+		t.Errorf("after StopContainer: reason %q, want Error", st.Reason)
+	}
+	if st.FinishedAt == 0 || st.FinishedAt < st.StartedAt {
+		t.Errorf("after StopContainer: startedAt %d finishedAt %d", st.StartedAt, st.FinishedAt)
+	}
+	if _, err := d.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 2}); err != nil {
+		t.Errorf("second StopContainer: %v", err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := d.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Errorf("RemoveContainer #%d: %v", i+1, err)
+		}
+	}
+	if _, err := d.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id}); status.Code(err) != codes.NotFound {
+		t.Errorf("ContainerStatus of a removed container: %v, want NotFound", err)
+	}
+	for _, m := range mountsUnder(d.state) {
+		if strings.Contains(m, id) {
+			t.Errorf("mount of the removed container left: %s", m)
+		}
+	}
+
+	// Exit codes and reasons of containers that end on their own.
+	for _, tc := range []struct {
+		name   string
+		script string
+		code   int32
+		reason string
+	}{
+		{"exit3", "exit 3", 3, "Error"},
+		{"exit0", "exit 0", 0, "Completed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := d.runContainer(t, podID, podCfg, tc.name, "sh", "-c", tc.script)
+			st := d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second)
+			if st.ExitCode != tc.code || st.Reason != tc.reason {
+				t.Errorf("ContainerStatus: exit code %d reason %q, want %d %q", st.ExitCode, st.Reason, tc.code, tc.reason)
+			}
+		})
+	}
+}
+
+func TestExecSync(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "exec")
+	id := d.runContainer(t, podID, podCfg, "sleeper", "sleep", "1000")
+	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+
+	resp, err := d.execSync(t, id, 0, "sh", "-c", "echo out; echo err >&2; exit 5")
+	skipIfUnimplemented(t, err, "ExecSync")
+	if err != nil {
+		t.Fatalf("ExecSync: %v", err)
+	}
+	if resp.ExitCode != 5 || string(resp.Stdout) != "out\n" || string(resp.Stderr) != "err\n" {
+		t.Errorf("ExecSync: exit %d stdout %q stderr %q, want 5 \"out\\n\" \"err\\n\"", resp.ExitCode, resp.Stdout, resp.Stderr)
+	}
+	resp, err = d.execSync(t, id, 10, "hostname")
+	if err != nil || resp.ExitCode != 0 || string(resp.Stdout) != "exec\n" {
+		t.Errorf("ExecSync hostname: %v %v, want \"exec\\n\" (the pod hostname)", resp, err)
+	}
+
+	// A command that outlives its timeout fails the call, and is gone
+	// afterwards.
+	_, err = d.execSync(t, id, 1, "sh", "-c", "sleep 600; echo late")
+	if err == nil {
+		t.Fatal("ExecSync of sleep 600 with timeout 1s succeeded")
+	}
+	t.Logf("ExecSync past its timeout: %v", err)
+	// The bracket keeps the pattern from matching its own command line.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err = d.execSync(t, id, 10, "sh", "-c", "ps -o args | grep -c '[s]leep 600' || true")
+		if err != nil {
+			t.Fatalf("ExecSync ps: %v", err)
+		}
+		if strings.TrimSpace(string(resp.Stdout)) == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the timed-out exec process is still running 10s later: ps count %q", resp.Stdout)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A missing binary is an error of the exec, not of the container.
+	resp, err = d.execSync(t, id, 10, "/no/such/binary")
+	if err == nil && resp.ExitCode == 0 {
+		t.Errorf("ExecSync of a missing binary: exit 0, want an error or a non-zero exit code")
+	}
+	if st := d.containerStatus(t, id); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container state after execs: %s, want RUNNING", st.State)
+	}
+
+	// Exec in a stopped container fails.
+	if _, err := d.rt.StopContainer(ctxT(t, time.Minute), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 1}); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	if _, err := d.execSync(t, id, 10, "true"); err == nil {
+		t.Errorf("ExecSync in a stopped container succeeded")
+	}
+}

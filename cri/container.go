@@ -312,6 +312,10 @@ func stopSignal(cfg *runtimeapi.ContainerConfig, image string) syscall.Signal {
 // every process of the container. Stopping a stopped container succeeds.
 func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
 	rec, err := s.findContainer(req.GetContainerId())
+	if errdefs.IsNotFound(err) {
+		// Idempotent: a container that is gone is stopped.
+		return &runtimeapi.StopContainerResponse{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

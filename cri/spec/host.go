@@ -16,11 +16,32 @@ import (
 	"github.com/skiffcri/skiff/errdefs"
 )
 
-// allCaps names every capability this build knows, the meaning of "ALL".
-var allCaps = func() []string {
+// knownCaps names every capability this build knows.
+var knownCaps = func() []string {
 	var out []string
 	for _, c := range capability.ListKnown() {
 		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	}
+	return out
+}()
+
+// allCaps is what "ALL" and privileged mean: every known capability the
+// daemon itself holds, as containerd does. Granting one the daemon lacks
+// would make capset fail (this machine's root, for one, lacks
+// CAP_SYS_RESOURCE).
+var allCaps = func() []string {
+	self, err := capability.NewPid2(0)
+	if err == nil {
+		err = self.Load()
+	}
+	if err != nil {
+		return knownCaps
+	}
+	var out []string
+	for _, c := range capability.ListKnown() {
+		if self.Get(capability.PERMITTED, c) && self.Get(capability.BOUNDING, c) {
+			out = append(out, "CAP_"+strings.ToUpper(c.String()))
+		}
 	}
 	return out
 }()

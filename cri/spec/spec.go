@@ -349,7 +349,7 @@ func resolveUser(rootfs, imageUser string, sc *runtimeapi.LinuxContainerSecurity
 	return u, nil
 }
 
-// knownCapabilities lists every capability by its OCI name, for "ALL".
+// knownCapabilities lists the capabilities "ALL" grants.
 func knownCapabilities() []string {
 	return append([]string(nil), allCaps...)
 }
@@ -377,7 +377,7 @@ func Capabilities(privileged bool, c *runtimeapi.Capability) (*specs.LinuxCapabi
 		}
 	}
 	valid := map[string]bool{}
-	for _, n := range knownCapabilities() {
+	for _, n := range knownCaps {
 		valid[n] = true
 	}
 	check := func(n string) error {

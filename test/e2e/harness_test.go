@@ -446,8 +446,42 @@ func (d *daemon) leaks() []string {
 	for _, r := range natRules(d.netName, podSubnet) {
 		out = append(out, "iptables nat rule "+r)
 	}
+	// One line per cgroup, however many hierarchies hold it.
+	byRel := map[string][]string{}
+	var rels []string
 	for _, c := range cgroupsUnder(d.cgroupParent) {
-		out = append(out, "cgroup "+c)
+		_, rel, _ := strings.Cut(c, d.cgroupParent)
+		rel = d.cgroupParent + rel
+		if byRel[rel] == nil {
+			rels = append(rels, rel)
+		}
+		byRel[rel] = append(byRel[rel], filepath.Base(strings.TrimSuffix(c, rel)))
+	}
+	for _, rel := range rels {
+		out = append(out, fmt.Sprintf("cgroup %s (in %d hierarchies: %s)", rel, len(byRel[rel]), strings.Join(byRel[rel], " ")))
+	}
+	for _, f := range d.stateLeft() {
+		out = append(out, "state "+f)
+	}
+	return out
+}
+
+// stateLeft lists per-pod and per-container entries left in the state and
+// root dirs (namespaces, shim dirs, executor state, exit records, rootfs
+// upper dirs), which a removed pod must not leave.
+func (d *daemon) stateLeft() []string {
+	var out []string
+	for _, dir := range []string{
+		filepath.Join(d.state, "pods"), filepath.Join(d.state, "ns"), filepath.Join(d.state, "shims"),
+		filepath.Join(d.state, "containers"), filepath.Join(d.state, "oci"), filepath.Join(d.root, "containers"),
+	} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
 	}
 	return out
 }

@@ -112,6 +112,14 @@ func TestKill9Recovery(t *testing.T) {
 		}
 	}
 
+	// The restarted daemon runs new pods as before.
+	newPod, newCfg := d.runPod(t, "after-restart")
+	fresh := d.runContainer(t, newPod, newCfg, "fresh", "sh", "-c", "echo fresh; exit 0")
+	if st := d.waitState(t, fresh, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second); st.ExitCode != 0 {
+		t.Errorf("container started after the restart: exit code %d, want 0", st.ExitCode)
+	}
+	waitLog(t, filepath.Join(newCfg.LogDirectory, "fresh.log"), "stdout", "fresh", 30*time.Second)
+
 	// Stop through the restarted daemon (its shims reconnected), then every
 	// log must count 0, 1, 2, ... with no gap or duplicate.
 	for p := range podIDs {

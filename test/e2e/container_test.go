@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +183,18 @@ func TestExecSync(t *testing.T) {
 	if err != nil || resp.ExitCode != 0 || string(resp.Stdout) != "exec\n" {
 		t.Errorf("ExecSync hostname: %v %v, want \"exec\\n\" (the pod hostname)", resp, err)
 	}
+	// The pod's hosts file names the pod IP with the hostname.
+	pst, err := d.rt.PodSandboxStatus(ctxT(t, 30*time.Second), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil {
+		t.Fatalf("PodSandboxStatus: %v", err)
+	}
+	resp, err = d.execSync(t, id, 10, "cat", "/etc/hosts")
+	if err != nil {
+		t.Fatalf("ExecSync cat /etc/hosts: %v", err)
+	}
+	if ip := pst.Status.GetNetwork().GetIp(); !strings.Contains(string(resp.Stdout), ip) || !strings.Contains(string(resp.Stdout), "exec") {
+		t.Errorf("/etc/hosts in the container lacks the pod IP %s and hostname:\n%s", ip, resp.Stdout)
+	}
 
 	// A command that outlives its timeout fails the call, and is gone
 	// afterwards (the exec'd process itself, as critest checks; children
@@ -221,5 +235,53 @@ func TestExecSync(t *testing.T) {
 	}
 	if _, err := d.execSync(t, id, 10, "true"); err == nil {
 		t.Errorf("ExecSync in a stopped container succeeded")
+	}
+}
+
+// TestReopenContainerLog rotates a busy container's log the way the kubelet
+// does (rename, then ReopenContainerLog) and checks that the old and the new
+// file together hold every line exactly once.
+func TestReopenContainerLog(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "rotate")
+	id := d.runContainer(t, podID, podCfg, "counter", "sh", "-c", counterScript)
+	logPath := filepath.Join(podCfg.LogDirectory, "counter.log")
+	waitLog(t, logPath, "stdout", "20", 30*time.Second)
+
+	rotated := logPath + ".1"
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.rt.ReopenContainerLog(ctxT(t, 30*time.Second), &runtimeapi.ReopenContainerLogRequest{ContainerId: id})
+	skipIfUnimplemented(t, err, "ReopenContainerLog")
+	if err != nil {
+		t.Fatalf("ReopenContainerLog: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(logPath); err == nil && len(readLog(t, logPath)) >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new log at %s 30s after ReopenContainerLog", logPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := d.rt.StopContainer(ctxT(t, time.Minute), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 1}); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	old, cur := readLog(t, rotated), readLog(t, logPath)
+	all := append(logText(old, "stdout"), logText(cur, "stdout")...)
+	for n, l := range all {
+		if l != strconv.Itoa(n) {
+			t.Fatalf("line %d of rotated+new log is %q, want %d (%d lines in the rotated file, %d in the new one)", n, l, n, len(old), len(cur))
+		}
+	}
+	t.Logf("%d lines before the rotation, %d after", len(old), len(cur))
+
+	// Reopening the log of a stopped container fails: nothing writes it.
+	if _, err := d.rt.ReopenContainerLog(ctxT(t, 30*time.Second), &runtimeapi.ReopenContainerLogRequest{ContainerId: id}); err == nil {
+		t.Errorf("ReopenContainerLog of a stopped container succeeded")
 	}
 }

@@ -22,7 +22,11 @@ func serveScript(addr, body string) string {
 func TestTwoContainersTalkOverLoopback(t *testing.T) {
 	d := startDaemon(t)
 	d.pull(t, busybox)
-	podID, podCfg := d.runPod(t, "loopback")
+	// Containers of this pod share its PID namespace too (the kubelet's
+	// shareProcessNamespace), with the runtime's pod init as PID 1.
+	podCfg := d.podConfig("loopback")
+	podCfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	podID := d.runPodWith(t, podCfg)
 
 	server := d.runContainer(t, podID, podCfg, "server", "sh", "-c", serveScript("127.0.0.1:8080", "hi-from-server"))
 	client := d.runContainer(t, podID, podCfg, "client", "sleep", "1000")
@@ -38,6 +42,15 @@ func TestTwoContainersTalkOverLoopback(t *testing.T) {
 	}
 	if resp.ExitCode != 0 || strings.TrimSpace(string(resp.Stdout)) != "hi-from-server" {
 		t.Fatalf("client wget http://127.0.0.1:8080/: exit %d stdout %q stderr %q, want hi-from-server", resp.ExitCode, resp.Stdout, resp.Stderr)
+	}
+
+	// The client sees the server's processes in the shared PID namespace.
+	resp, err = d.execSync(t, client, 10, "ps", "-o", "pid,args")
+	if err != nil {
+		t.Fatalf("ExecSync ps: %v", err)
+	}
+	if !strings.Contains(string(resp.Stdout), "httpd") {
+		t.Errorf("ps in the client does not show the server's httpd in the shared PID namespace:\n%s", resp.Stdout)
 	}
 
 	// Raw TCP too: busybox nc in one container, the other connects.

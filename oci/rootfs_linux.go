@@ -51,24 +51,26 @@ func setupRootfs(cfg *initConfig) error {
 	if err != nil {
 		return fmt.Errorf("resolve rootfs: %w", err)
 	}
-	// Stop our mounts from propagating to the host. A shared rootfs
-	// propagation is applied only after pivot_root, which refuses a shared
-	// parent mount.
+	// By default our mounts stop propagating to the host (rslave). A shared
+	// rootfs propagation (bidirectional volumes) keeps the namespace's
+	// mounts peers of the host's, so a volume bound from a shared host
+	// mount stays in the host's peer group and mounts made in the
+	// container reach the host.
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	var after uintptr
 	if rp := spec.Linux.RootfsPropagation; rp != "" {
 		p, ok := propagationOpts[rp]
 		if !ok {
 			return fmt.Errorf("unknown rootfsPropagation %q", rp)
 		}
-		if p&unix.MS_SHARED != 0 {
-			after = p
-		} else {
-			prop = p
-		}
+		prop = p
 	}
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return mountError("", "/", "propagation", err)
+	}
+	// The mount holding the rootfs must not be shared: the self-bind below
+	// would propagate to the host, and pivot_root refuses a shared parent.
+	if err := makeParentPrivate(rootfs); err != nil {
+		return err
 	}
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return mountError(rootfs, rootfs, "bind", err)
@@ -88,10 +90,35 @@ func setupRootfs(cfg *initConfig) error {
 	if err := pivotRoot(rootfs); err != nil {
 		return err
 	}
-	if after != 0 {
-		if err := unix.Mount("", "/", "", after, ""); err != nil {
+	// The new root came from a private bind; give it the shared
+	// propagation now that pivot_root is done.
+	if prop&unix.MS_SHARED != 0 {
+		if err := unix.Mount("", "/", "", prop, ""); err != nil {
 			return mountError("", "/", "propagation", err)
 		}
+	}
+	return nil
+}
+
+// makeParentPrivate makes the mount that contains path private (only that
+// mount, not its children).
+func makeParentPrivate(path string) error {
+	infos, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	best := ""
+	for _, m := range infos {
+		mp := m.Mountpoint
+		if (path == mp || mp == "/" || strings.HasPrefix(path, mp+"/")) && len(mp) >= len(best) {
+			best = mp
+		}
+	}
+	if best == "" {
+		return fmt.Errorf("no mount holds %s", path)
+	}
+	if err := unix.Mount("", best, "", unix.MS_PRIVATE, ""); err != nil {
+		return mountError("", best, "propagation", err)
 	}
 	return nil
 }

@@ -651,18 +651,24 @@ func natRules(name, subnet string) []string {
 		if !strings.HasPrefix(l, "-A ") {
 			continue
 		}
-		if strings.Contains(l, `"`+name+`"`) || strings.Contains(l, subnet) {
+		if mentionsNet(l, name) || strings.Contains(l, subnet) {
 			rules = append(rules, l)
 		}
 	}
 	return rules
 }
 
+// mentionsNet reports whether an iptables -S rule carries the CNI comment
+// of network name; -S prints the quotes inside a comment escaped.
+func mentionsNet(rule, name string) bool {
+	return strings.Contains(rule, `\"`+name+`\"`) || strings.Contains(rule, `"`+name+`"`)
+}
+
 // cleanupIptables deletes the nat rules of the test network and the
 // per-pod CNI chains they jump to. Chains shared by every CNI user
 // (CNI-HOSTPORT-*) lose only our rules.
 func cleanupIptables(t *testing.T, name, subnet string, podIDs []string) {
-	marks := append([]string{`"` + name + `"`, subnet}, podIDs...)
+	marks := append([]string{subnet}, podIDs...)
 	out, err := exec.Command("iptables", "-t", "nat", "-S").Output()
 	if err != nil {
 		t.Errorf("cleanup: iptables -S: %v", err)
@@ -673,7 +679,7 @@ func cleanupIptables(t *testing.T, name, subnet string, podIDs []string) {
 		if !strings.HasPrefix(l, "-A ") {
 			continue
 		}
-		hit := false
+		hit := mentionsNet(l, name)
 		for _, m := range marks {
 			if m != "" && strings.Contains(l, m) {
 				hit = true

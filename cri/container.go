@@ -163,6 +163,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 
+	rec.UID, rec.GID = ociSpec.Process.User.UID, ociSpec.Process.User.GID
+	rec.Groups = ociSpec.Process.User.AdditionalGids
+
 	shim, err := s.shims.Connect(ctx, pod.ID)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: pod shim: %w", name, err)
@@ -477,6 +480,11 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 			status.Reason = "Error"
 		}
 	}
+	user := &runtimeapi.LinuxContainerUser{Uid: int64(rec.UID), Gid: int64(rec.GID)}
+	for _, g := range rec.Groups {
+		user.SupplementalGroups = append(user.SupplementalGroups, int64(g))
+	}
+	status.User = &runtimeapi.ContainerUser{Linux: user}
 	resp := &runtimeapi.ContainerStatusResponse{Status: status}
 	if req.GetVerbose() {
 		resp.Info = map[string]string{"info": fmt.Sprintf(`{"pid":%d,"sandboxID":%q,"rootfs":%q}`, st.Pid, rec.PodID, rec.Rootfs)}

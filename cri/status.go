@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -25,9 +26,9 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond}},
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
 			Name:     "",
-			Features: &runtimeapi.RuntimeHandlerFeatures{},
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: recursiveReadOnly},
 		}},
-		Features: &runtimeapi.RuntimeFeatures{},
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
 		info, _ := json.Marshal(map[string]any{"runtime": RuntimeName, "version": Version, "cgroupDriver": s.cgroupDriver})
@@ -54,3 +55,10 @@ func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Update
 	}
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }
+
+// recursiveReadOnly tells whether the kernel has mount_setattr(2), which the
+// executor uses for recursive read-only mounts (Linux 5.12+).
+var recursiveReadOnly = func() bool {
+	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
+	return err != unix.ENOSYS
+}()

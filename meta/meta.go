@@ -59,18 +59,22 @@ type Pod struct {
 // Container is the persisted record of a container; its live state comes from
 // the pod's shim and the exit file.
 type Container struct {
-	ID          string            `json:"id"`
-	PodID       string            `json:"podId"`
-	Name        string            `json:"name"`   // reserved name within the pod
-	Config      json.RawMessage   `json:"config"` // protojson of runtimeapi.ContainerConfig
-	ImageID     string            `json:"imageId"`
-	ImageRef    string            `json:"imageRef"`
-	ImageName   string            `json:"imageName"`
-	CreatedAt   time.Time         `json:"createdAt"`
-	LogPath     string            `json:"logPath,omitempty"`
-	Bundle      string            `json:"bundle"`
-	Rootfs      string            `json:"rootfs"`
-	StopSignal  string            `json:"stopSignal,omitempty"`
+	ID         string          `json:"id"`
+	PodID      string          `json:"podId"`
+	Name       string          `json:"name"`   // reserved name within the pod
+	Config     json.RawMessage `json:"config"` // protojson of runtimeapi.ContainerConfig
+	ImageID    string          `json:"imageId"`
+	ImageRef   string          `json:"imageRef"`
+	ImageName  string          `json:"imageName"`
+	CreatedAt  time.Time       `json:"createdAt"`
+	LogPath    string          `json:"logPath,omitempty"`
+	Bundle     string          `json:"bundle"`
+	Rootfs     string          `json:"rootfs"`
+	StopSignal string          `json:"stopSignal,omitempty"`
+	// UID, GID and Groups are the identity the container's process runs as.
+	UID         uint32            `json:"uid"`
+	GID         uint32            `json:"gid"`
+	Groups      []uint32          `json:"groups,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 }

@@ -167,7 +167,9 @@ func TestContainerLifecycleAndLogs(t *testing.T) {
 func TestExecSync(t *testing.T) {
 	d := startDaemon(t)
 	d.pull(t, busybox)
-	podID, podCfg := d.runPod(t, "exec")
+	podCfg := d.podConfig("exec")
+	podCfg.DnsConfig = &runtimeapi.DNSConfig{Servers: []string{"10.98.0.53"}, Searches: []string{"e2e.skiff.test"}, Options: []string{"ndots:2"}}
+	podID := d.runPodWith(t, podCfg)
 	id := d.runContainer(t, podID, podCfg, "sleeper", "sleep", "1000")
 	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
 
@@ -194,6 +196,16 @@ func TestExecSync(t *testing.T) {
 	}
 	if ip := pst.Status.GetNetwork().GetIp(); !strings.Contains(string(resp.Stdout), ip) || !strings.Contains(string(resp.Stdout), "exec") {
 		t.Errorf("/etc/hosts in the container lacks the pod IP %s and hostname:\n%s", ip, resp.Stdout)
+	}
+
+	resp, err = d.execSync(t, id, 10, "cat", "/etc/resolv.conf")
+	if err != nil {
+		t.Fatalf("ExecSync cat /etc/resolv.conf: %v", err)
+	}
+	for _, want := range []string{"nameserver 10.98.0.53", "search e2e.skiff.test", "options ndots:2"} {
+		if !strings.Contains(string(resp.Stdout), want) {
+			t.Errorf("/etc/resolv.conf from the pod's DNSConfig lacks %q:\n%s", want, resp.Stdout)
+		}
 	}
 
 	// A command that outlives its timeout fails the call, and is gone

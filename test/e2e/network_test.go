@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -111,8 +112,9 @@ func defaultRouteIP() string {
 // host reaches the pod through any of its own addresses: the bridge's
 // gateway IP and the default-route IP. 127.0.0.1 additionally needs
 // route_localnet on the bridge, which portmap sets when it masquerades
-// (snat, the default); the test logs what it saw there rather than failing,
-// since that depends on the plugin version.
+// (snat, the default); Debian's plugins 1.1.1 do, so 127.0.0.1 works on
+// this machine. The test logs what it saw there rather than failing, since
+// that depends on the plugin version and its snat setting.
 func TestHostPort(t *testing.T) {
 	const hostPort = 38080
 	d := startDaemon(t)
@@ -167,5 +169,33 @@ func TestHostPort(t *testing.T) {
 	if c, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort(gatewayIP, fmt.Sprint(hostPort))); err == nil {
 		c.Close()
 		t.Errorf("hostPort %d still accepts connections after StopPodSandbox", hostPort)
+	}
+}
+
+// TestHostNetworkPod runs a pod in the node's network namespace: no CNI
+// call, no IP reservation, and its container is in the host's network
+// namespace.
+func TestHostNetworkPod(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	podCfg := d.podConfig("hostnet")
+	podCfg.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+	podID := d.runPodWith(t, podCfg)
+	if got := ipReservations(d.ipamDir); len(got) != 0 {
+		t.Errorf("a host-network pod reserved IPs: %v", got)
+	}
+	id := d.runContainer(t, podID, podCfg, "shell", "sleep", "1000")
+	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	// Same network namespace as this test process (the host's).
+	host, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := d.execSync(t, id, 10, "readlink", "/proc/self/ns/net")
+	if err != nil {
+		t.Fatalf("ExecSync: %v", err)
+	}
+	if got := strings.TrimSpace(string(resp.Stdout)); got != host {
+		t.Errorf("host-network container is in network namespace %q, want the host's %q", got, host)
 	}
 }

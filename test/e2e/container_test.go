@@ -40,6 +40,10 @@ func TestContainerLifecycleAndLogs(t *testing.T) {
 	}
 
 	waitLog(t, logPath, "stdout", "hello", 30*time.Second)
+	// The leak check must see container processes (by their root).
+	if ps := processesUnder(d.dir, d.cmdPid()); !slices.ContainsFunc(ps, func(p string) bool { return strings.HasSuffix(p, "sleep 1000") }) {
+		t.Errorf("leak check does not see the running container's sleep among %q", ps)
+	}
 	lines := waitLog(t, logPath, "stderr", "err", 30*time.Second)
 	for _, l := range lines {
 		if l.Tag != "F" {

@@ -264,3 +264,31 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }
+
+// StreamContainerStats sends the ListContainerStats result one container a message.
+func (s *Server) StreamContainerStats(req *runtimeapi.StreamContainerStatsRequest, stream runtimeapi.RuntimeService_StreamContainerStatsServer) error {
+	resp, err := s.ListContainerStats(stream.Context(), &runtimeapi.ListContainerStatsRequest{Filter: req.GetFilter()})
+	if err != nil {
+		return err
+	}
+	for _, st := range resp.Stats {
+		if err := stream.Send(&runtimeapi.StreamContainerStatsResponse{ContainerStats: []*runtimeapi.ContainerStats{st}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StreamPodSandboxStats sends the ListPodSandboxStats result one pod a message.
+func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequest, stream runtimeapi.RuntimeService_StreamPodSandboxStatsServer) error {
+	resp, err := s.ListPodSandboxStats(stream.Context(), &runtimeapi.ListPodSandboxStatsRequest{Filter: req.GetFilter()})
+	if err != nil {
+		return err
+	}
+	for _, st := range resp.Stats {
+		if err := stream.Send(&runtimeapi.StreamPodSandboxStatsResponse{PodSandboxStats: []*runtimeapi.PodSandboxStats{st}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -22,11 +22,11 @@ var epoch = time.Date(2024, time.January, 1, 0, 0, 0, 0, time.UTC)
 // entry is one member of a layer tarball.
 type entry struct {
 	name     string // relative to the root, no leading slash
-	typ      byte   // tar.TypeReg, tar.TypeDir, tar.TypeSymlink
+	typ      byte   // tar.TypeReg, tar.TypeDir, tar.TypeLink
 	mode     int64  // permission bits, including setuid/setgid/sticky
 	uid, gid int
 	data     []byte // regular files
-	link     string // symlink target
+	link     string // hard link target, a path in the layer
 	// open streams large regular file contents instead of data.
 	open func() io.Reader
 	size int64
@@ -44,13 +44,16 @@ func binary(name string, mode int64, data []byte) entry {
 	return entry{name: name, typ: tar.TypeReg, mode: mode, data: data}
 }
 
+// hardlink links name to target, both relative to the root. mode must be
+// the target's: extractors apply a link header's metadata to the shared
+// inode, so a zero mode would make the target unusable.
+func hardlink(name, target string, mode int64) entry {
+	return entry{name: name, typ: tar.TypeLink, link: target, mode: mode}
+}
+
 func owned(e entry, uid, gid int) entry {
 	e.uid, e.gid = uid, gid
 	return e
-}
-
-func symlink(name, target string) entry {
-	return entry{name: name, typ: tar.TypeSymlink, mode: 0o777, link: target}
 }
 
 // writeTar writes entries in order, adding any parent directory that was not
@@ -116,7 +119,7 @@ func header(e entry) *tar.Header {
 		if e.open != nil {
 			h.Size = e.size
 		}
-	case tar.TypeSymlink:
+	case tar.TypeLink:
 		h.Linkname = e.link
 	}
 	return h

@@ -301,8 +301,8 @@ func TestRootfsContents(t *testing.T) {
 	}
 	base := files(t, bb)
 	for _, p := range []string{"bin/sh", "bin/id", "bin/top", "bin/httpd", "bin/pidof", "bin/hostname", "bin/ping", "bin/brctl"} {
-		if h := base[p]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "busybox" {
-			t.Errorf("busybox image: %s = %+v, want symlink to busybox", p, h)
+		if h := base[p]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "bin/busybox" || h.Mode != 0o755 {
+			t.Errorf("busybox image: %s = %+v, want hard link to bin/busybox", p, h)
 		}
 	}
 	for p, mode := range map[string]int64{"bin/busybox": 0o755, "bin/pgrep": 0o755, "bin/ipcs": 0o755,

@@ -222,7 +222,7 @@ func sharedLibs(ctx context.Context, path string) ([]string, error) {
 }
 
 // binEntries is the first layer of every runnable image: /bin/busybox (and
-// the shared libraries a dynamic busybox needs), a symlink in /bin for each applet, /usr/bin/env for "#!/usr/bin/env"
+// the shared libraries a dynamic busybox needs), a hard link in /bin for each applet, /usr/bin/env for "#!/usr/bin/env"
 // scripts, and the pgrep and ipcs stand-ins.
 func (b *busyboxRoot) binEntries() []entry {
 	es := []entry{dir("bin", 0o755), binary("bin/busybox", 0o755, b.binary)}
@@ -234,14 +234,17 @@ func (b *busyboxRoot) binEntries() []entry {
 	for _, p := range libs {
 		es = append(es, binary(p, 0o755, b.libs[p]))
 	}
+	// Hard links, as in the official busybox image: a runtime masking one
+	// applet (critest masks /bin/ls) bind-mounts over that name only, where
+	// a symlink would resolve to /bin/busybox and mask every applet.
 	for _, a := range b.applets {
-		es = append(es, symlink("bin/"+a, "busybox"))
+		es = append(es, hardlink("bin/"+a, "bin/busybox", 0o755))
 	}
 	es = append(es,
 		file("bin/pgrep", 0o755, pgrepScript),
 		file("bin/ipcs", 0o755, ipcsScript),
 		dir("usr", 0o755), dir("usr/bin", 0o755),
-		symlink("usr/bin/env", "../../bin/busybox"),
+		hardlink("usr/bin/env", "bin/busybox", 0o755),
 	)
 	return es
 }

@@ -56,6 +56,9 @@ func unpack(t *testing.T, img v1.Image) string {
 			if err := syscall.Mknod(filepath.Join(root, "dev/null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
 				t.Fatal(err)
 			}
+			if err := os.Chmod(filepath.Join(root, "dev/null"), 0o666); err != nil { // past the umask
+				t.Fatal(err)
+			}
 			return root
 		}
 		if err != nil {
@@ -75,6 +78,12 @@ func unpack(t *testing.T, img v1.Image) string {
 				t.Fatal(err)
 			}
 			continue
+		case tar.TypeLink:
+			// Then chown/chmod the shared inode from the link's header, as
+			// containerd does.
+			if err := os.Link(filepath.Join(root, filepath.Clean("/"+h.Linkname)), p); err != nil {
+				t.Fatal(err)
+			}
 		case tar.TypeReg:
 			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 			if err != nil {
@@ -362,12 +371,25 @@ echo "$page"; cat /tmp/httpd.log; echo "status=$status"`
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	// Still running after its first sleep starts, then a clean exit on SIGTERM.
-	for range 50 {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); len(b) > 0 {
-			break
+	// Blocked with no child process once its FIFO is open, then a clean
+	// exit on SIGTERM.
+	fifoOpen := func() bool {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid))
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", cmd.Process.Pid, fd.Name())); strings.Contains(l, "pause.") {
+				return true
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	}
+	for i := 0; i < 100 && !fifoOpen(); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !fifoOpen() {
+		t.Error("pause did not open its FIFO")
+	}
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); len(strings.TrimSpace(string(b))) > 0 {
+		t.Errorf("pause has child processes %q", b)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

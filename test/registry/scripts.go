@@ -38,16 +38,20 @@ wait $child
 `
 
 // pauseScript: the pause image's entrypoint, run as a container's default
-// command by critest's image-ID consistency specs. Sleeps until SIGINT or
-// SIGTERM, then exits 0, like the pause binary.
+// command by critest's image-ID consistency specs (and as the sandbox by
+// runtimes that use one). It blocks in the shell's own "read" on a FIFO, so
+// it has no child that could outlive it in a host PID namespace, and exits
+// 0 on SIGINT or SIGTERM, like the pause binary.
 const pauseScript = `#!/bin/sh
 # pause stand-in for Skiff's offline critest images.
-trap 'kill $child 2>/dev/null; exit 0' INT TERM
-while :; do
-	sleep 3600 &
-	child=$!
-	wait $child
-done
+trap 'exit 0' INT TERM
+fifo=$(mktemp -u /tmp/pause.XXXXXX)
+if mkfifo "$fifo" 2>/dev/null && exec 3<>"$fifo"; then
+	rm -f "$fifo"
+	while :; do read -t 3600 x <&3; done
+fi
+# Read-only /tmp: no FIFO; sleep in place (killable, no child left behind).
+exec sleep 2147483647
 `
 
 // nnpScript: the no-new-privs image runs as uid 1000 and prints the effective

@@ -402,6 +402,9 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
 	}
+	if err := s.shims.Cleanup(ctx, rec.ID); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
 	if err := s.rootfs.Unmount(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}

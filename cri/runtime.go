@@ -127,6 +127,9 @@ type Shims interface {
 	Stop(ctx context.Context, podID string) error
 	// ExitState reads a container's recorded exit when its shim is gone.
 	ExitState(podID, id string) (ContainerState, bool)
+	// Cleanup frees what the executor still holds for a container (cgroup,
+	// state) when its shim is gone; idempotent.
+	Cleanup(ctx context.Context, id string) error
 }
 
 // Rootfs mounts the writable root filesystem of containers.

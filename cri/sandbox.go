@@ -262,8 +262,24 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 		}
 		rec.NetworkSetUp = false
 	}
+	// The shim goes with the pod: first let it release every container's
+	// executor state and cgroup (their exit records stay on disk).
+	if shim, err := s.shims.Connect(ctx, rec.ID); err == nil {
+		for _, c := range ctrs {
+			if err := shim.Delete(ctx, c.ID); err != nil && !errdefs.IsNotFound(err) {
+				_ = shim.Close()
+				return fmt.Errorf("stop pod sandbox %s: delete container %s: %w", rec.ID, c.ID, err)
+			}
+		}
+		_ = shim.Close()
+	}
 	if err := s.shims.Stop(ctx, rec.ID); err != nil {
 		return fmt.Errorf("stop pod sandbox %s: shim: %w", rec.ID, err)
+	}
+	for _, c := range ctrs {
+		if err := s.shims.Cleanup(ctx, c.ID); err != nil {
+			return fmt.Errorf("stop pod sandbox %s: %w", rec.ID, err)
+		}
 	}
 	rec.State = podNotReady
 	return s.meta.PutPod(rec)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/skiffcri/skiff/cri"
+	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/oci"
 	"github.com/skiffcri/skiff/shim"
 )
 
@@ -84,6 +86,14 @@ func (s shims) ExitState(podID, id string) (cri.ContainerState, bool) {
 		Status: cri.StateExited, Pid: rec.Pid, ExitCode: int32(rec.ExitCode),
 		StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, OOMKilled: rec.OOMKilled, Reason: rec.Reason,
 	}, true
+}
+
+func (s shims) Cleanup(ctx context.Context, id string) error {
+	e := &oci.Executor{StateDir: s.runtimeRoot(), NewCgroup: oci.Cgroupfs}
+	if err := e.Delete(ctx, id, true); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("executor state of container %s: %w", id, err)
+	}
+	return nil
 }
 
 // shimClient adapts a shim client to the CRI layer's view of a shim.

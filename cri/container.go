@@ -90,10 +90,6 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: image %q: %w", name, cfg.GetImage().GetImage(), err)
 	}
-	if err := s.images.Use(ctx, img.ID, id); err != nil {
-		return nil, fmt.Errorf("create container %s: %w", name, err)
-	}
-	undo = append(undo, func() { _ = s.images.Release(context.Background(), img.ID, id) })
 
 	lp, err := logPath(podCfg.GetLogDirectory(), cfg.GetLogPath())
 	if err != nil {
@@ -124,10 +120,16 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 		StopSignal: img.Config.Config.StopSignal,
 	}
+	// The record comes before the image hold, so that a crash in between
+	// leaves a record whose removal releases the hold.
 	if err := s.meta.PutContainer(rec); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { _ = s.meta.DeleteContainer(id) })
+	if err := s.images.Use(ctx, img.ID, id); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+	undo = append(undo, func() { _ = s.images.Release(context.Background(), img.ID, id) })
 
 	rootfs, err := s.rootfs.Mount(ctx, id, img.ID)
 	if err != nil {

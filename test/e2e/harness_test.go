@@ -191,7 +191,7 @@ func startDaemonWith(t *testing.T, opts daemonOptions) *daemon {
 		daemonLog:    filepath.Join(dir, "skiffd.log"),
 		netName:      netName,
 		bridge:       bridgeName,
-		cgroupParent: "/" + strings.ReplaceAll(filepath.Base(dir), ".", "-"),
+		cgroupParent: cgroupParentOf(dir),
 	}
 	d.sock = filepath.Join(d.state, "skiff.sock")
 	if opts.netName != "" {
@@ -235,6 +235,12 @@ func startDaemonWith(t *testing.T, opts daemonOptions) *daemon {
 	}
 	d.start()
 	return d
+}
+
+// cgroupParentOf is the cgroup parent of the daemon whose temp dir is dir:
+// "/skiff-test-e2e-XXXX".
+func cgroupParentOf(dir string) string {
+	return "/" + strings.ReplaceAll(filepath.Base(dir), ".", "-")
 }
 
 // defaultConflist is the package's bridge network: bridge + host-local,
@@ -566,8 +572,10 @@ func unescapeMountinfo(s string) string {
 }
 
 // processPidsUnder finds processes whose command line names dir (shims,
-// skiffd) or whose root or cwd lies under it (container processes), except
-// skip.
+// skiffd), whose root or cwd lies under it, or that sit in a cgroup below
+// "/"+base(dir) with dots as dashes, the daemon's cgroup parent (container
+// processes: their root is not visible from the host's mount namespace),
+// except skip.
 func processPidsUnder(dir string, skip int) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -590,6 +598,9 @@ func processPidsUnder(dir string, skip int) []int {
 func processUnder(pid int, dir string) bool {
 	under := func(p string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(b, []byte(dir)) {
+		return true
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil && bytes.Contains(b, []byte(":"+cgroupParentOf(dir)+"/")) {
 		return true
 	}
 	for _, l := range []string{"root", "cwd"} {

@@ -204,31 +204,7 @@ func (s *Server) targetPIDNamespace(ctx context.Context, podID, target string) (
 }
 
 func (s *Server) findContainer(id string) (*meta.Container, error) {
-	if id == "" {
-		return nil, errdefs.InvalidArgument("container ID is empty")
-	}
-	if rec, err := s.meta.Container(id); err == nil {
-		return rec, nil
-	} else if !errdefs.IsNotFound(err) {
-		return nil, err
-	}
-	all, err := s.meta.Containers()
-	if err != nil {
-		return nil, err
-	}
-	var found *meta.Container
-	for _, c := range all {
-		if strings.HasPrefix(c.ID, id) {
-			if found != nil {
-				return nil, errdefs.InvalidArgument("container ID prefix %q is ambiguous", id)
-			}
-			found = c
-		}
-	}
-	if found == nil {
-		return nil, errdefs.NotFound("container %q", id)
-	}
-	return found, nil
+	return findByID("container", id, s.meta.Container, s.meta.Containers, func(c *meta.Container) string { return c.ID })
 }
 
 func (s *Server) podContainers(podID string) ([]*meta.Container, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -226,4 +227,33 @@ func matchLabels(selector, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// findByID resolves a full ID or, as crictl users type them, a unique prefix.
+func findByID[T any](kind, id string, get func(string) (*T, error), all func() ([]*T, error), idOf func(*T) string) (*T, error) {
+	if id == "" {
+		return nil, errdefs.InvalidArgument("%s ID is empty", kind)
+	}
+	if rec, err := get(id); err == nil {
+		return rec, nil
+	} else if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	recs, err := all()
+	if err != nil {
+		return nil, err
+	}
+	var found *T
+	for _, r := range recs {
+		if strings.HasPrefix(idOf(r), id) {
+			if found != nil {
+				return nil, errdefs.InvalidArgument("%s ID prefix %q is ambiguous", kind, id)
+			}
+			found = r
+		}
+	}
+	if found == nil {
+		return nil, errdefs.NotFound("%s %q", kind, id)
+	}
+	return found, nil
 }

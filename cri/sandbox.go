@@ -190,31 +190,7 @@ func podConfig(rec *meta.Pod) (*runtimeapi.PodSandboxConfig, error) {
 
 // findPod resolves a full ID or a unique prefix, as crictl users type them.
 func (s *Server) findPod(id string) (*meta.Pod, error) {
-	if id == "" {
-		return nil, errdefs.InvalidArgument("pod sandbox ID is empty")
-	}
-	if rec, err := s.meta.Pod(id); err == nil {
-		return rec, nil
-	} else if !errdefs.IsNotFound(err) {
-		return nil, err
-	}
-	pods, err := s.meta.Pods()
-	if err != nil {
-		return nil, err
-	}
-	var found *meta.Pod
-	for _, p := range pods {
-		if strings.HasPrefix(p.ID, id) {
-			if found != nil {
-				return nil, errdefs.InvalidArgument("pod sandbox ID prefix %q is ambiguous", id)
-			}
-			found = p
-		}
-	}
-	if found == nil {
-		return nil, errdefs.NotFound("pod sandbox %q", id)
-	}
-	return found, nil
+	return findByID("pod sandbox", id, s.meta.Pod, s.meta.Pods, func(p *meta.Pod) string { return p.ID })
 }
 
 // StopPodSandbox stops every container of the pod and detaches it from the

@@ -147,3 +147,54 @@ func TestKill9Recovery(t *testing.T) {
 		t.Logf("%s: %d lines (%d at kill -9, %d at restart)", filepath.Base(filepath.Dir(c.log)), len(lines), before[i], after[i])
 	}
 }
+
+// TestRestartKeepsEveryState restarts skiffd (kill -9) with objects in every
+// state: a stopped pod, a created container that starts only after the
+// restart, an exited one, and a graceful restart (SIGTERM) after that.
+func TestRestartKeepsEveryState(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	ctx := ctxT(t, 5*time.Minute)
+
+	stopped, _ := d.runPod(t, "stopped")
+	if _, err := d.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: stopped}); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	podID, podCfg := d.runPod(t, "live")
+	created := d.createContainer(t, podID, podCfg, containerConfig("created", busybox, "sh", "-c", "echo started-late; sleep 1000"))
+	exited := d.runContainer(t, podID, podCfg, "exited", "sh", "-c", "exit 4")
+	d.waitState(t, exited, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second)
+
+	check := func(when string) {
+		t.Helper()
+		for id, want := range map[string]runtimeapi.PodSandboxState{stopped: runtimeapi.PodSandboxState_SANDBOX_NOTREADY, podID: runtimeapi.PodSandboxState_SANDBOX_READY} {
+			st, err := d.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+			if err != nil {
+				t.Fatalf("%s: PodSandboxStatus %s: %v", when, id, err)
+			}
+			if st.Status.State != want {
+				t.Errorf("%s: pod %s is %s, want %s", when, st.Status.Metadata.Name, st.Status.State, want)
+			}
+		}
+		if st := d.containerStatus(t, exited); st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 4 {
+			t.Errorf("%s: exited container: %s code %d, want EXITED 4", when, st.State, st.ExitCode)
+		}
+	}
+	d.kill9()
+	d.restart()
+	check("after kill -9")
+	if st := d.containerStatus(t, created); st.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("after kill -9: created container is %s, want CREATED", st.State)
+	}
+	// The container created before the crash starts now.
+	d.startContainer(t, created)
+	d.waitState(t, created, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	waitLog(t, filepath.Join(podCfg.LogDirectory, "created.log"), "stdout", "started-late", 30*time.Second)
+
+	d.stop()
+	d.restart()
+	check("after SIGTERM")
+	if st := d.containerStatus(t, created); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("after a graceful restart: container is %s, want RUNNING (skiffd's exit must not stop containers)", st.State)
+	}
+}

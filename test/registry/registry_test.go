@@ -370,3 +370,40 @@ func TestContainerdMirrorsTOML(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeImage: the benchmark image is 3 layers, ~100 MB, deterministic,
+// and served under LargeName when asked for.
+func TestLargeImage(t *testing.T) {
+	needBusybox(t)
+	if testing.Short() {
+		t.Skip("builds 100 MB")
+	}
+	r := StartWith(t, Options{WithLarge: true})
+	img, desc := pullViaMirror(t, r, LargeName)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, l := range layers {
+		s, err := l.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += s
+	}
+	if len(layers) != 3 || total < 90<<20 || total > 130<<20 {
+		t.Errorf("%s: %d layers, %d bytes; want 3 layers, about 100 MB", LargeName, len(layers), total)
+	}
+	b, err := newBuilder(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.large(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := again.Digest(); d != desc.Digest {
+		t.Errorf("rebuild digest %s, served %s", d, desc.Digest)
+	}
+}

@@ -167,6 +167,11 @@ type daemonOptions struct {
 	bridge   string
 }
 
+// startDaemon runs a skiffd of its own for t: root, state, logs, CNI conf
+// and host-local data under a fresh "skiff-test-e2e.*" temp dir, images from
+// the test registry through mirrors, pods on the package's bridge. At the
+// end of t it removes every pod through the CRI, fails t for anything the
+// runtime left behind, stops skiffd and removes by force whatever remains.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
 	return startDaemonWith(t, daemonOptions{})

@@ -9,7 +9,8 @@
 # Run as root. Environment:
 #   CRITEST_FOCUS  ginkgo focus regexp, e.g. 'Image Manager' (default: all specs)
 #   CRITEST_OUT    directory to keep junit.xml, failed.txt, critest.log, skiffd.log
-#   SKIFF_TOOLS    where the critest binary is cached (default /opt/skiff-tools)
+#   SKIFF_TOOLS    cache for the critest binary and Debian's busybox package
+#                  (default /opt/skiff-tools; both are fetched when missing)
 #   CRITEST_TIMEOUT  ginkgo suite timeout (default 2h)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,7 @@ mkdir -p "$bin" "$state" "$work/root" "$work/report"
 sock=$state/skiff.sock
 skiffd_pid=
 registry_pid=
+critest_pid=
 
 log() { echo "critest.sh: $*" >&2; }
 
@@ -70,6 +72,7 @@ cleanup() {
 		# their IPs, netns, mounts and cgroups the proper way.
 		timeout 120 "$crictl" --runtime-endpoint "unix://$sock" --timeout 30s rmp --all --force >/dev/null 2>&1
 	fi
+	kill_pid "$critest_pid" critest
 	kill_pid "$skiffd_pid" skiffd
 	kill_pid "$registry_pid" "test registry"
 	# Whatever skiffd started and left running: shims (our binary) and
@@ -206,10 +209,15 @@ if [ -n "${CRITEST_FOCUS:-}" ]; then
 fi
 
 log "running critest (log $work/critest.log)"
+# In the background, so that a signal to this script is handled at once
+# (bash runs traps only between foreground commands) and stops critest too.
+(cd "$work" && exec "$critest" "${args[@]}") >"$work/critest.log" 2>&1 &
+critest_pid=$!
 set +e
-(cd "$work" && "$critest" "${args[@]}") >"$work/critest.log" 2>&1
+wait "$critest_pid"
 critest_rc=$?
 set -e
+critest_pid=
 
 junit=$work/report/junit.xml
 if [ -s "$junit" ]; then

@@ -25,6 +25,8 @@ type PodNetworkRequest struct {
 	DNS                  *runtimeapi.DNSConfig
 	Annotations, Labels  map[string]string
 	CgroupParent         string
+	// PodCIDRs are the node's pod ranges, for IPAM plugins that use them.
+	PodCIDRs []string
 }
 
 // PodNetwork attaches pods to the network (the CNI manager).

@@ -1,11 +1,15 @@
 package cri
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/meta"
 )
 
 type rec struct{ id string }
@@ -117,5 +121,23 @@ func TestLogPath(t *testing.T) {
 		if tc.bad != (err != nil) || got != tc.want {
 			t.Errorf("logPath(%q, %q) = %q, %v", tc.dir, tc.rel, got, err)
 		}
+	}
+}
+
+func TestUpdateRuntimeConfigPodCIDRs(t *testing.T) {
+	s := New(Options{})
+	req := func(cidr string) *runtimeapi.UpdateRuntimeConfigRequest {
+		return &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+			NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: cidr}}}
+	}
+	if _, err := s.UpdateRuntimeConfig(context.Background(), req("10.244.1.0/24, fd00:1::/64")); err != nil {
+		t.Fatal(err)
+	}
+	got := s.netRequest(&meta.Pod{ID: "p"}, &runtimeapi.PodSandboxConfig{}).PodCIDRs
+	if len(got) != 2 || got[0] != "10.244.1.0/24" || got[1] != "fd00:1::/64" {
+		t.Fatalf("PodCIDRs = %q", got)
+	}
+	if _, err := s.UpdateRuntimeConfig(context.Background(), req("not-a-cidr")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("bad CIDR: %v", err)
 	}
 }

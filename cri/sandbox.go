@@ -171,13 +171,17 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 }
 
 func (s *Server) netRequest(rec *meta.Pod, cfg *runtimeapi.PodSandboxConfig) PodNetworkRequest {
-	return PodNetworkRequest{
+	req := PodNetworkRequest{
 		PodID: rec.ID, NetNS: rec.NSPaths["net"],
 		Name: cfg.GetMetadata().GetName(), Namespace: cfg.GetMetadata().GetNamespace(), UID: cfg.GetMetadata().GetUid(),
 		PortMappings: cfg.GetPortMappings(), DNS: cfg.GetDnsConfig(),
 		Annotations: cfg.GetAnnotations(), Labels: cfg.GetLabels(),
 		CgroupParent: cfg.GetLinux().GetCgroupParent(),
 	}
+	if c := s.podCIDRs.Load(); c != nil {
+		req.PodCIDRs = *c
+	}
+	return req
 }
 
 func podConfig(rec *meta.Pod) (*runtimeapi.PodSandboxConfig, error) {

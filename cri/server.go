@@ -6,6 +6,7 @@ package cri
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -84,6 +85,9 @@ type Server struct {
 	log          *slog.Logger
 
 	streams streaming.Server
+	// podCIDRs are the node's pod CIDRs from UpdateRuntimeConfig; the
+	// kubelet sends them again after a restart.
+	podCIDRs atomic.Pointer[[]string]
 
 	locks    keyedLocks
 	podNames names

@@ -3,8 +3,12 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
+	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiffcri/skiff/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -47,10 +51,18 @@ func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfi
 }
 
 // UpdateRuntimeConfig accepts the pod CIDR the kubelet sends; CNI plugins own
-// addressing, so there is nothing to change (containerd does the same for
-// configs that do not template the CIDR).
+// addressing; the CIDRs are passed to them as the ipRanges capability.
 func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
 	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		var cidrs []string
+		for _, c := range strings.Split(cidr, ",") {
+			c = strings.TrimSpace(c)
+			if _, err := netip.ParsePrefix(c); err != nil {
+				return nil, errdefs.InvalidArgument("pod CIDR %q: %v", c, err)
+			}
+			cidrs = append(cidrs, c)
+		}
+		s.podCIDRs.Store(&cidrs)
 		s.log.Info("pod CIDR from kubelet", "cidr", cidr)
 	}
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil

@@ -17,7 +17,7 @@ func (n cniNetwork) request(r cri.PodNetworkRequest) cni.SetupRequest {
 	req := cni.SetupRequest{
 		PodID: r.PodID, NetNS: r.NetNS,
 		PodName: r.Name, PodNamespace: r.Namespace, PodUID: r.UID,
-		Annotations: r.Annotations,
+		Annotations: r.Annotations, PodCIDRs: r.PodCIDRs,
 	}
 	for _, pm := range r.PortMappings {
 		req.PortMappings = append(req.PortMappings, cni.PortMapping{

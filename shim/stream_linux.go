@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
@@ -160,6 +161,11 @@ func (d *daemon) execStream(ctx context.Context, req *ExecRequest, br *bufio.Rea
 	proc.Args = req.Cmd
 	proc.Terminal = req.Tty
 	proc.ConsoleSize = nil
+	if req.Tty && req.Size != nil && req.Size.Width > 0 && req.Size.Height > 0 {
+		// Sized by the init before exec: a size set from here after the
+		// spawn would race with the process's first look at its terminal.
+		proc.ConsoleSize = &specs.Box{Width: uint(req.Size.Width), Height: uint(req.Size.Height)}
+	}
 	p, err := newPipes(req.Stdin, req.Tty)
 	if err != nil {
 		return 0, fmt.Errorf("exec in container %q: %w", req.ID, err)
@@ -192,9 +198,6 @@ func (d *daemon) execStream(ctx context.Context, req *ExecRequest, br *bufio.Rea
 	var console *os.File
 	if req.Tty {
 		console = p.readers[0]
-		if req.Size != nil {
-			setSize(console, *req.Size)
-		}
 	}
 	exitc := make(chan ExitStatus, 1)
 	go func() {

@@ -80,6 +80,12 @@ func start(p *specs.Process, argv []string, extra *os.File, stdio shim.Stdio) (*
 			return nil, err
 		}
 		defer slave.Close()
+		if sz := p.ConsoleSize; sz != nil {
+			if err := pty.Setsize(master, &pty.Winsize{Rows: uint16(sz.Height), Cols: uint16(sz.Width)}); err != nil {
+				master.Close()
+				return nil, err
+			}
+		}
 		console = master
 		stdio = shim.Stdio{Stdin: slave, Stdout: slave, Stderr: slave}
 	}

@@ -20,7 +20,7 @@ export PATH="$PATH:/usr/local/go/bin"
 critest_version=v1.36.0
 tools=${SKIFF_TOOLS:-/opt/skiff-tools}
 critest=$tools/critest
-crictl=$tools/crictl
+crictl=$(command -v crictl || echo /usr/local/bin/crictl)
 baseline_file=$repo/hack/critest-baseline
 
 # Specs that cannot pass on an offline machine, skipped rather than counted

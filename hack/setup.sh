@@ -27,7 +27,21 @@ if ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then
 	cp hack/cni/10-skiff-bridge.conflist /etc/cni/net.d/
 fi
 
+# crictl for the quick start and for critest.sh's clean-up, built from the
+# same cri-tools release as the conformance suite.
+crictl_version=v1.36.0
+if ! /usr/local/bin/crictl --version 2>/dev/null | grep -q "${crictl_version#v}"; then
+	moddir=$(go mod download -json "sigs.k8s.io/cri-tools@$crictl_version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[ -d "$moddir" ] || { echo "setup: go mod download sigs.k8s.io/cri-tools@$crictl_version failed" >&2; exit 1; }
+	tmp=$(mktemp -d)
+	cp -r "$moddir" "$tmp/cri-tools" && chmod -R u+w "$tmp/cri-tools"
+	(cd "$tmp/cri-tools" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build \
+		-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl_version" \
+		-o /usr/local/bin/crictl ./cmd/crictl)
+	rm -rf "$tmp"
+fi
+
 go build -o /usr/local/bin/skiffd ./cmd/skiffd
 # Static: linking libc would cost every pod's shim ~1.4 MB of RSS.
 CGO_ENABLED=0 go build -o /usr/local/bin/skiff-shim ./cmd/skiff-shim
-echo "setup: done (skiffd and skiff-shim in /usr/local/bin)"
+echo "setup: done (skiffd, skiff-shim and crictl in /usr/local/bin)"

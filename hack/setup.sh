@@ -41,6 +41,11 @@ if ! /usr/local/bin/crictl --version 2>/dev/null | grep -q "${crictl_version#v}"
 	rm -rf "$tmp"
 fi
 
+# crictl talks to skiffd by default unless the admin configured it already.
+if [ ! -e /etc/crictl.yaml ]; then
+	printf 'runtime-endpoint: unix:///run/skiff/skiff.sock\nimage-endpoint: unix:///run/skiff/skiff.sock\n' >/etc/crictl.yaml
+fi
+
 go build -o /usr/local/bin/skiffd ./cmd/skiffd
 # Static: linking libc would cost every pod's shim ~1.4 MB of RSS.
 CGO_ENABLED=0 go build -o /usr/local/bin/skiff-shim ./cmd/skiff-shim

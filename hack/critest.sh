@@ -17,7 +17,6 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 export PATH="$PATH:/usr/local/go/bin"
 
-critest_version=v1.36.0
 tools=${SKIFF_TOOLS:-/opt/skiff-tools}
 critest=$tools/critest
 crictl=$(command -v crictl || echo /usr/local/bin/crictl)
@@ -112,14 +111,8 @@ trap 'exit 143' TERM
 
 # critest: built once from the Go module proxy into $tools, then reused.
 if [ ! -x "$critest" ]; then
-	log "building critest $critest_version into $critest"
-	moddir=$(go mod download -json "sigs.k8s.io/cri-tools@$critest_version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-	[ -d "$moddir" ] || { log "go mod download sigs.k8s.io/cri-tools@$critest_version failed"; exit 1; }
-	cp -r "$moddir" "$work/cri-tools"
-	chmod -R u+w "$work/cri-tools"
-	mkdir -p "$tools"
-	(cd "$work/cri-tools" && GOFLAGS=-mod=mod go test -c ./cmd/critest -o "$critest.tmp")
-	mv "$critest.tmp" "$critest"
+	log "building critest into $critest"
+	hack/cri-tools.sh critest "$critest"
 fi
 
 # busybox for the test images: Debian's regular "busybox" package, unpacked

@@ -29,16 +29,9 @@ fi
 
 # crictl for the quick start and for critest.sh's clean-up, built from the
 # same cri-tools release as the conformance suite.
-crictl_version=v1.36.0
-if ! /usr/local/bin/crictl --version 2>/dev/null | grep -q "${crictl_version#v}"; then
-	moddir=$(go mod download -json "sigs.k8s.io/cri-tools@$crictl_version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-	[ -d "$moddir" ] || { echo "setup: go mod download sigs.k8s.io/cri-tools@$crictl_version failed" >&2; exit 1; }
-	tmp=$(mktemp -d)
-	cp -r "$moddir" "$tmp/cri-tools" && chmod -R u+w "$tmp/cri-tools"
-	(cd "$tmp/cri-tools" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build \
-		-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl_version" \
-		-o /usr/local/bin/crictl ./cmd/crictl)
-	rm -rf "$tmp"
+want=$(sed -n 's/^version=v//p' hack/cri-tools.sh)
+if ! /usr/local/bin/crictl --version 2>/dev/null | grep -q "$want"; then
+	hack/cri-tools.sh crictl /usr/local/bin/crictl
 fi
 
 # crictl talks to skiffd by default unless the admin configured it already.

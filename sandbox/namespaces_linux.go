@@ -69,7 +69,7 @@ func (n *Namespaces) ptr(set NamespaceSet) *string {
 // needed. When kinds includes UTSNS and hostname is not empty, the new UTS
 // namespace gets that hostname; without UTSNS the hostname is ignored (the
 // pod uses the host's). The loopback interface of a new network namespace is
-// left down: the CNI loopback plugin brings it up.
+// brought up here, whatever the CNI config chains (see loopbackUp).
 //
 // On failure nothing is left mounted. Namespace files that are already
 // mounted make it fail with ErrAlreadyExists.
@@ -125,6 +125,11 @@ func CreateNamespaces(ctx context.Context, dir string, kinds NamespaceSet, hostn
 func pinNamespaces(dir string, flags int, todo []nsKind, hostname string) error {
 	if err := unix.Unshare(flags); err != nil {
 		return &os.PathError{Op: "unshare", Path: dir, Err: err}
+	}
+	if flags&unix.CLONE_NEWNET != 0 {
+		if err := loopbackUp(); err != nil {
+			return fmt.Errorf("pod loopback: %w", err)
+		}
 	}
 	if flags&unix.CLONE_NEWUTS != 0 && hostname != "" {
 		if err := unix.Sethostname([]byte(hostname)); err != nil {

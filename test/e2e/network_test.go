@@ -199,3 +199,43 @@ func TestHostNetworkPod(t *testing.T) {
 		t.Errorf("host-network container is in network namespace %q, want the host's %q", got, host)
 	}
 }
+
+// TestLoopbackWithoutCNIPlugin runs a pod on a network whose conflist does
+// not chain the loopback plugin, as flannel's, Calico's and Cilium's do not:
+// the runtime brings lo up itself, so one container reaches another on
+// 127.0.0.1.
+func TestLoopbackWithoutCNIPlugin(t *testing.T) {
+	d := startDaemonWith(t, daemonOptions{conflist: func(d *daemon) string {
+		return fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": %q,
+  "plugins": [
+    {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true,
+     "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}`, d.netName, d.bridge, d.ipamDir, podSubnet)
+	}})
+	d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "no-lo-plugin")
+	server := d.runContainer(t, podID, podCfg, "server", "sh", "-c", serveScript("127.0.0.1:8080", "hi-over-lo"))
+	client := d.runContainer(t, podID, podCfg, "client", "sleep", "1000")
+	d.waitState(t, server, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	d.waitState(t, client, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+
+	resp, err := d.execSync(t, client, 10, "ip", "link", "show", "lo")
+	if err != nil {
+		t.Fatalf("ExecSync ip link: %v", err)
+	}
+	if !strings.Contains(string(resp.Stdout), "UP") {
+		t.Errorf("lo in the pod is not up:\n%s%s", resp.Stdout, resp.Stderr)
+	}
+	resp, err = d.execSync(t, client, 60, "sh", "-c",
+		"i=0; while [ $i -lt 50 ]; do wget -q -O - http://127.0.0.1:8080/ && exit 0; i=$((i+1)); sleep 0.2; done; exit 1")
+	if err != nil {
+		t.Fatalf("ExecSync wget: %v", err)
+	}
+	if resp.ExitCode != 0 || strings.TrimSpace(string(resp.Stdout)) != "hi-over-lo" {
+		t.Fatalf("client wget http://127.0.0.1:8080/: exit %d stdout %q stderr %q, want hi-over-lo", resp.ExitCode, resp.Stdout, resp.Stderr)
+	}
+}

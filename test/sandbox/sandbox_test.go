@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -362,5 +364,48 @@ func TestMountShm(t *testing.T) {
 	}
 	if size := int64(st.Blocks) * st.Bsize; size != 8<<20 {
 		t.Errorf("size = %d, want %d", size, 8<<20)
+	}
+}
+
+// TestLoopbackUp checks that a new pod network namespace has "lo" up without
+// any CNI plugin: a TCP connection to 127.0.0.1 inside the pod succeeds.
+func TestLoopbackUp(t *testing.T) {
+	needRoot(t)
+	_, ns := newPod(t, sandbox.NetNS, "")
+	var flags net.Flags
+	err := ns.Do(func() error {
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			return err
+		}
+		flags = lo.Flags
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("listen on 127.0.0.1 in the pod: %w", err)
+		}
+		defer l.Close()
+		go func() {
+			if c, err := l.Accept(); err == nil {
+				_, _ = c.Write([]byte("hi"))
+				c.Close()
+			}
+		}()
+		c, err := net.DialTimeout("tcp", l.Addr().String(), 2*time.Second)
+		if err != nil {
+			return fmt.Errorf("dial %s in the pod: %w", l.Addr(), err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 2)
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "hi" {
+			return fmt.Errorf("read from %s in the pod: %q, %v", l.Addr(), b, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags&net.FlagUp == 0 {
+		t.Errorf("lo flags in the pod = %v, want up", flags)
 	}
 }

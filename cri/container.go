@@ -143,10 +143,16 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	rec.Rootfs = rootfs
 
 	var targetPID string
-	if t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); t.GetPid() == runtimeapi.NamespaceMode_TARGET {
+	switch t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); t.GetPid() {
+	case runtimeapi.NamespaceMode_TARGET:
 		targetPID, err = s.targetPIDNamespace(ctx, pod.ID, t.GetTargetId())
 		if err != nil {
 			return nil, err
+		}
+	case runtimeapi.NamespaceMode_POD:
+		if pod.NSPaths["pid"] == "" {
+			s.log.Debug("container asks for the pod's PID namespace but the pod shares none; it gets its own",
+				"container", id, "pod", pod.ID)
 		}
 	}
 	ociSpec, err := spec.Generate(spec.Input{

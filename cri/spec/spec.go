@@ -469,9 +469,9 @@ func setNamespaces(s *specs.Spec, in Input, ns *runtimeapi.NamespaceOption) erro
 	switch ns.GetPid() {
 	case runtimeapi.NamespaceMode_NODE:
 	case runtimeapi.NamespaceMode_POD:
-		if in.PodNS.PID == "" {
-			return errdefs.FailedPrecondition("pod shares no PID namespace")
-		}
+		// POD is also the proto default, which minimal clients send for
+		// pods that share no PID namespace: such a container gets a
+		// private one, as containerd and CRI-O give it.
 		add(specs.PIDNamespace, in.PodNS.PID)
 	case runtimeapi.NamespaceMode_TARGET:
 		if in.TargetPIDNS == "" {

@@ -231,7 +231,9 @@ func TestGenerateNamespaces(t *testing.T) {
 		name string
 		pod  *runtimeapi.NamespaceOption
 		ctr  *runtimeapi.NamespaceOption
-		want map[specs.LinuxNamespaceType]string
+		// noPodPID: the pod has no shared PID namespace.
+		noPodPID bool
+		want     map[specs.LinuxNamespaceType]string
 	}{
 		{name: "defaults share the pod pid ns", want: map[specs.LinuxNamespaceType]string{
 			specs.MountNamespace: "", specs.NetworkNamespace: "/ns/net", specs.IPCNamespace: "/ns/ipc", specs.UTSNamespace: "/ns/uts", specs.PIDNamespace: "/proc/9/ns/pid"}},
@@ -239,6 +241,8 @@ func TestGenerateNamespaces(t *testing.T) {
 			specs.MountNamespace: "", specs.NetworkNamespace: "/ns/net", specs.IPCNamespace: "/ns/ipc", specs.UTSNamespace: "/ns/uts", specs.PIDNamespace: ""}},
 		{name: "pod pid", ctr: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}, want: map[specs.LinuxNamespaceType]string{
 			specs.MountNamespace: "", specs.NetworkNamespace: "/ns/net", specs.IPCNamespace: "/ns/ipc", specs.UTSNamespace: "/ns/uts", specs.PIDNamespace: "/proc/9/ns/pid"}},
+		{name: "unset pid in a pod sharing none gets its own", noPodPID: true, want: map[specs.LinuxNamespaceType]string{
+			specs.MountNamespace: "", specs.NetworkNamespace: "/ns/net", specs.IPCNamespace: "/ns/ipc", specs.UTSNamespace: "/ns/uts", specs.PIDNamespace: ""}},
 		{name: "host everything", pod: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE},
 			ctr: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE}, want: map[specs.LinuxNamespaceType]string{specs.MountNamespace: ""}},
 	} {
@@ -246,6 +250,9 @@ func TestGenerateNamespaces(t *testing.T) {
 			in := baseInput(t)
 			in.Pod.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: tc.pod}}
 			in.Container.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: tc.ctr}}
+			if tc.noPodPID {
+				in.PodNS.PID = ""
+			}
 			s, err := Generate(in)
 			if err != nil {
 				t.Fatal(err)

@@ -179,7 +179,6 @@ func TestExecSync(t *testing.T) {
 	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
 
 	resp, err := d.execSync(t, id, 0, "sh", "-c", "echo out; echo err >&2; exit 5")
-	skipIfUnimplemented(t, err, "ExecSync")
 	if err != nil {
 		t.Fatalf("ExecSync: %v", err)
 	}
@@ -271,7 +270,6 @@ func TestReopenContainerLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := d.rt.ReopenContainerLog(ctxT(t, 30*time.Second), &runtimeapi.ReopenContainerLogRequest{ContainerId: id})
-	skipIfUnimplemented(t, err, "ReopenContainerLog")
 	if err != nil {
 		t.Fatalf("ReopenContainerLog: %v", err)
 	}
@@ -301,4 +299,22 @@ func TestReopenContainerLog(t *testing.T) {
 	if _, err := d.rt.ReopenContainerLog(ctxT(t, 30*time.Second), &runtimeapi.ReopenContainerLogRequest{ContainerId: id}); err == nil {
 		t.Errorf("ReopenContainerLog of a stopped container succeeded")
 	}
+}
+
+// TestUnsetPIDModeInPodSharingNone creates a container that leaves its PID
+// namespace mode unset (the proto default, POD), as minimal CRI clients do,
+// in a pod whose sandbox shares no PID namespace (CONTAINER): it runs in a
+// PID namespace of its own, where its process is PID 1.
+func TestUnsetPIDModeInPodSharingNone(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "unset-pid")
+	cfg := containerConfig("c", busybox, "sh", "-c", "echo pid=$$; exec sleep 1000")
+	cfg.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{
+		Network: runtimeapi.NamespaceMode_POD, Ipc: runtimeapi.NamespaceMode_POD,
+	}
+	id := d.createContainer(t, podID, podCfg, cfg)
+	d.startContainer(t, id)
+	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	waitLog(t, filepath.Join(podCfg.LogDirectory, "c.log"), "stdout", "pid=1", 30*time.Second)
 }

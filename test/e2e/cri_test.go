@@ -54,7 +54,6 @@ func (d *daemon) podConfig(name string) *runtimeapi.PodSandboxConfig {
 func (d *daemon) runPodWith(t *testing.T, cfg *runtimeapi.PodSandboxConfig) string {
 	t.Helper()
 	resp, err := d.rt.RunPodSandbox(ctxT(t, 2*time.Minute), &runtimeapi.RunPodSandboxRequest{Config: cfg})
-	skipIfUnimplemented(t, err, "RunPodSandbox")
 	if err != nil {
 		t.Fatalf("RunPodSandbox %s: %v", cfg.Metadata.Name, err)
 	}
@@ -111,7 +110,6 @@ func (d *daemon) createContainer(t *testing.T, podID string, podCfg *runtimeapi.
 	resp, err := d.rt.CreateContainer(ctxT(t, 2*time.Minute), &runtimeapi.CreateContainerRequest{
 		PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg,
 	})
-	skipIfUnimplemented(t, err, "CreateContainer")
 	if err != nil {
 		t.Fatalf("CreateContainer %s: %v", cfg.Metadata.Name, err)
 	}
@@ -121,7 +119,6 @@ func (d *daemon) createContainer(t *testing.T, podID string, podCfg *runtimeapi.
 func (d *daemon) startContainer(t *testing.T, id string) {
 	t.Helper()
 	_, err := d.rt.StartContainer(ctxT(t, time.Minute), &runtimeapi.StartContainerRequest{ContainerId: id})
-	skipIfUnimplemented(t, err, "StartContainer")
 	if err != nil {
 		t.Fatalf("StartContainer %s: %v", id, err)
 	}

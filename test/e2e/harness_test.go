@@ -23,9 +23,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiffcri/skiff/config"
@@ -120,15 +118,6 @@ func needRoot(t *testing.T) {
 	}
 	if setupErr != nil {
 		t.Fatal(setupErr)
-	}
-}
-
-// skipIfUnimplemented turns an Unimplemented answer into a skip: the RPC is
-// not written yet. Every other error is the caller's to judge.
-func skipIfUnimplemented(t *testing.T, err error, what string) {
-	t.Helper()
-	if status.Code(err) == codes.Unimplemented {
-		t.Skipf("%s: not implemented yet: %v", what, err)
 	}
 }
 

@@ -29,6 +29,24 @@ func containerConfig(rec *meta.Container) (*runtimeapi.ContainerConfig, error) {
 	return cfg, nil
 }
 
+// checkLogDirectory refuses a pod log directory that is relative or not in
+// clean form ("/var/log/pods/../../etc"): the kubelet always sends a clean
+// absolute path, and anything else would let log files land outside the
+// directory it meant. An empty directory (no logs) and one trailing slash
+// are fine.
+func checkLogDirectory(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if !filepath.IsAbs(dir) {
+		return errdefs.InvalidArgument("pod log directory %q is not an absolute path", dir)
+	}
+	if c := filepath.Clean(dir); c != dir && c+"/" != dir {
+		return errdefs.InvalidArgument("pod log directory %q is not a clean path (it would be %q)", dir, c)
+	}
+	return nil
+}
+
 // logPath joins the pod's log directory and the container's log path and
 // refuses paths that would leave the directory.
 func logPath(dir, rel string) (string, error) {
@@ -37,6 +55,10 @@ func logPath(dir, rel string) (string, error) {
 	}
 	if dir == "" {
 		return "", errdefs.InvalidArgument("container log path %q given but the pod has no log directory", rel)
+	}
+	// Checked here too for pods recorded before RunPodSandbox checked it.
+	if err := checkLogDirectory(dir); err != nil {
+		return "", err
 	}
 	p := filepath.Join(dir, rel)
 	if r, err := filepath.Rel(dir, p); err != nil || r == ".." || strings.HasPrefix(r, "../") || filepath.IsAbs(rel) {
@@ -62,11 +84,13 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if pod.State != podReady {
 		return nil, errdefs.FailedPrecondition("create container in pod %s: %v", pod.ID, errPodNotReady)
 	}
+	recorded, err := podConfig(pod)
+	if err != nil {
+		return nil, err
+	}
 	podCfg := req.GetSandboxConfig()
 	if podCfg == nil {
-		if podCfg, err = podConfig(pod); err != nil {
-			return nil, err
-		}
+		podCfg = recorded
 	}
 	id := newID()
 	name := containerName(cfg.GetMetadata(), podCfg.GetMetadata())
@@ -91,7 +115,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, fmt.Errorf("create container %s: image %q: %w", name, cfg.GetImage().GetImage(), err)
 	}
 
-	lp, err := logPath(podCfg.GetLogDirectory(), cfg.GetLogPath())
+	// The log directory is the one the pod was created with, whatever the
+	// request's copy of the pod config says.
+	lp, err := logPath(recorded.GetLogDirectory(), cfg.GetLogPath())
 	if err != nil {
 		return nil, err
 	}

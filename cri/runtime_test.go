@@ -116,6 +116,11 @@ func TestLogPath(t *testing.T) {
 		{"/logs", "../escape.log", "", true},
 		{"/logs", "a/../../x", "", true},
 		{"", "x.log", "", true},
+		{"/logs/", "c/0.log", "/logs/c/0.log", false},
+		{"/var/log/pods/../../etc", "c/0.log", "", true},
+		{"/logs/./x", "c/0.log", "", true},
+		{"/logs//x", "c/0.log", "", true},
+		{"logs", "c/0.log", "", true},
 	} {
 		got, err := logPath(tc.dir, tc.rel)
 		if tc.bad != (err != nil) || got != tc.want {

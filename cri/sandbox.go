@@ -30,6 +30,9 @@ func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
 	if m == nil || m.Name == "" || m.Namespace == "" || m.Uid == "" {
 		return errdefs.InvalidArgument("pod sandbox metadata needs name, namespace and uid")
 	}
+	if err := checkLogDirectory(cfg.GetLogDirectory()); err != nil {
+		return err
+	}
 	for _, pm := range cfg.GetPortMappings() {
 		if pm.ContainerPort <= 0 || pm.ContainerPort > 65535 || pm.HostPort < 0 || pm.HostPort > 65535 {
 			return errdefs.InvalidArgument("port mapping %d -> %d is out of range", pm.HostPort, pm.ContainerPort)

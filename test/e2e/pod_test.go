@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -202,5 +203,50 @@ func TestCNIFailureLeavesNothing(t *testing.T) {
 	_, err = d.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: d.podConfig("cnifail")})
 	if err == nil || status.Code(err) == codes.AlreadyExists {
 		t.Errorf("retried RunPodSandbox: %v, want the same network failure", err)
+	}
+}
+
+// TestNonCleanLogDirectoryRefused runs a pod whose log directory climbs out
+// of the kubelet's with "..": RunPodSandbox refuses it with InvalidArgument,
+// leaves no pod behind, and nothing appears where the path leads.
+func TestNonCleanLogDirectoryRefused(t *testing.T) {
+	d := startDaemon(t)
+	outside := filepath.Join(d.dir, "outside")
+	for _, dir := range []string{
+		filepath.Join(d.logDir, "pod") + "/../../outside",
+		"relative/logs",
+	} {
+		cfg := d.podConfig("bad-log-dir")
+		cfg.LogDirectory = dir
+		_, err := d.rt.RunPodSandbox(ctxT(t, time.Minute), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("RunPodSandbox with log directory %q = %v, want InvalidArgument", dir, err)
+		}
+	}
+	resp, err := d.rt.ListPodSandbox(ctxT(t, 30*time.Second), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Items) != 0 {
+		t.Errorf("refused RunPodSandbox left %d pods", len(resp.Items))
+	}
+	if _, err := os.Stat(outside); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists after the refused pod: %v", outside, err)
+	}
+
+	// A CreateContainer whose copy of the pod config names another log
+	// directory logs where the pod was created to log, nowhere else.
+	d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "good-log-dir")
+	forged := proto.Clone(podCfg).(*runtimeapi.PodSandboxConfig)
+	forged.LogDirectory = podCfg.LogDirectory + "/../../outside"
+	cfg := containerConfig("c", busybox, "echo", "hello")
+	cfg.Linux.SecurityContext.NamespaceOptions = podCfg.Linux.SecurityContext.NamespaceOptions
+	id := d.createContainer(t, podID, forged, cfg)
+	d.startContainer(t, id)
+	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second)
+	waitLog(t, filepath.Join(podCfg.LogDirectory, "c.log"), "stdout", "hello", 10*time.Second)
+	if _, err := os.Stat(outside); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists after CreateContainer with a forged pod config: %v", outside, err)
 	}
 }

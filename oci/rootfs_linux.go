@@ -75,12 +75,12 @@ func setupRootfs(cfg *initConfig) error {
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return mountError(rootfs, rootfs, "bind", err)
 	}
-	cgroupMounts, err := hostCgroupMounts(spec.Mounts)
+	cgroupHost, err := readCgroupHost(spec.Mounts, cfg.NewCgroupNS)
 	if err != nil {
 		return err
 	}
 	for _, m := range spec.Mounts {
-		if err := mountEntry(rootfs, m, cgroupMounts); err != nil {
+		if err := mountEntry(rootfs, m, cgroupHost); err != nil {
 			return err
 		}
 	}
@@ -169,7 +169,7 @@ func remountReadonly(dest string) error {
 }
 
 // mountEntry performs one spec mount under rootfs (before pivot_root).
-func mountEntry(rootfs string, m specs.Mount, cgroupMounts []*mountinfo.Info) error {
+func mountEntry(rootfs string, m specs.Mount, cgroupHost *cgroupHost) error {
 	opts := parseMountOptions(m.Options)
 	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
 	if err != nil {
@@ -196,7 +196,7 @@ func mountEntry(rootfs string, m specs.Mount, cgroupMounts []*mountinfo.Info) er
 		if err := os.MkdirAll(dest, 0o755); err != nil {
 			return fmt.Errorf("create mountpoint %s: %w", m.Destination, err)
 		}
-		if err := mountCgroup(dest, m, opts, cgroupMounts); err != nil {
+		if err := mountCgroup(dest, m, opts, cgroupHost); err != nil {
 			return err
 		}
 	default:
@@ -216,94 +216,6 @@ func mountEntry(rootfs string, m specs.Mount, cgroupMounts []*mountinfo.Info) er
 		attr := unix.MountAttr{Attr_set: opts.recSet, Attr_clr: opts.recClr}
 		if err := unix.MountSetattr(-1, dest, unix.AT_RECURSIVE, &attr); err != nil {
 			return fmt.Errorf("mount_setattr(AT_RECURSIVE) on %s: %w", m.Destination, err)
-		}
-	}
-	return nil
-}
-
-// hostCgroupMounts lists the cgroup hierarchies mounted under
-// /sys/fs/cgroup, needed only when the spec mounts a cgroup filesystem.
-func hostCgroupMounts(mounts []specs.Mount) ([]*mountinfo.Info, error) {
-	need := false
-	for _, m := range mounts {
-		if m.Type == "cgroup" || m.Type == "cgroup2" {
-			need = true
-		}
-	}
-	if !need {
-		return nil, nil
-	}
-	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
-	if err != nil {
-		return nil, fmt.Errorf("read host cgroup mounts: %w", err)
-	}
-	var out []*mountinfo.Info
-	for _, m := range ms {
-		if filepath.Dir(m.Mountpoint) == "/sys/fs/cgroup" || m.Mountpoint == "/sys/fs/cgroup" {
-			out = append(out, m)
-		}
-	}
-	return out, nil
-}
-
-// mountCgroup mounts the cgroup filesystem the way the host has it: one
-// cgroup2 mount on a unified host; on a v1 or hybrid host a tmpfs holding
-// one mount per hierarchy plus the host's alias symlinks (cpu -> cpu,cpuacct).
-// In a new cgroup namespace each mount shows the container's own cgroup as
-// its root.
-func mountCgroup(dest string, m specs.Mount, opts mountOpts, host []*mountinfo.Info) error {
-	flags := opts.flags
-	for _, h := range host {
-		if h.Mountpoint == "/sys/fs/cgroup" && h.FSType == "cgroup2" {
-			if err := unix.Mount("cgroup2", dest, "cgroup2", flags, ""); err != nil {
-				return mountError("cgroup2", m.Destination, "cgroup2", err)
-			}
-			return nil
-		}
-	}
-	if err := unix.Mount("tmpfs", dest, "tmpfs", flags&^unix.MS_RDONLY, "mode=755"); err != nil {
-		return mountError("tmpfs", m.Destination, "tmpfs", err)
-	}
-	for _, h := range host {
-		if h.Mountpoint == "/sys/fs/cgroup" {
-			continue
-		}
-		sub := filepath.Join(dest, filepath.Base(h.Mountpoint))
-		if err := os.MkdirAll(sub, 0o755); err != nil {
-			return err
-		}
-		var data []string
-		if h.FSType == "cgroup" {
-			for _, o := range strings.Split(h.VFSOptions, ",") {
-				if o == "rw" || o == "ro" || (strings.Contains(o, "=") && !strings.HasPrefix(o, "name=")) {
-					continue
-				}
-				data = append(data, o)
-			}
-		}
-		if err := unix.Mount(h.FSType, sub, h.FSType, flags, strings.Join(data, ",")); err != nil {
-			return mountError(h.FSType, filepath.Join(m.Destination, filepath.Base(h.Mountpoint)), h.FSType, err)
-		}
-	}
-	entries, err := os.ReadDir("/sys/fs/cgroup")
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.Type()&os.ModeSymlink == 0 {
-			continue
-		}
-		target, err := os.Readlink(filepath.Join("/sys/fs/cgroup", e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.Symlink(target, filepath.Join(dest, e.Name())); err != nil && !os.IsExist(err) {
-			return err
-		}
-	}
-	if flags&unix.MS_RDONLY != 0 {
-		if err := unix.Mount("", dest, "", unix.MS_REMOUNT|flags, "mode=755"); err != nil {
-			return mountError("tmpfs", m.Destination, "remount", err)
 		}
 	}
 	return nil

@@ -25,6 +25,7 @@ import (
 	"github.com/skiffcri/skiff/image"
 	"github.com/skiffcri/skiff/image/rootfs"
 	"github.com/skiffcri/skiff/meta"
+	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
 func main() {
@@ -126,6 +127,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Containers get a cgroup namespace (and a cgroup2 mount) only on a
+	// unified host, as with other runtimes; on v1 and hybrid hosts they see
+	// bind mounts of their own cgroup in each hierarchy.
+	cgroupV2 := false
+	if layout, err := cgroups.DetectLayout(); err != nil {
+		log.Warn("cannot detect the host's cgroup layout; assuming cgroup v1", "err", err)
+	} else {
+		cgroupV2 = layout.Mode == cgroups.Unified
+		log.Info("host cgroups", "mode", layout.Mode)
+	}
 	srv := cri.New(cri.Options{
 		Shims:   shims{binary: shimBin, stateDir: cfg.State},
 		Seccomp: seccompProfiles{},
@@ -139,6 +150,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		StateDir:     cfg.State,
 		RootfsRoot:   filepath.Join(cfg.Root, "containers"),
 		CgroupDriver: cfg.CgroupDriver,
+		CgroupV2:     cgroupV2,
 		Log:          log,
 	})
 	if err := srv.Recover(ctx); err != nil {

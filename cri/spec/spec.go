@@ -490,16 +490,21 @@ func setNamespaces(s *specs.Spec, in Input, ns *runtimeapi.NamespaceOption) erro
 // Mounts returns the container's mounts, sorted so parents come before their
 // children, and the rootfs propagation the mounts need.
 func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, error) {
-	sysfsOpts := []string{"nosuid", "noexec", "nodev", "ro"}
+	// sysfs and the cgroup filesystem are writable only for privileged
+	// containers.
+	sysMode := "ro"
 	if privileged {
-		sysfsOpts = []string{"nosuid", "noexec", "nodev", "rw"}
+		sysMode = "rw"
 	}
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysfsOpts},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", sysMode}},
+		// The container's own cgroups, where JVMs, Go, Node.js and .NET
+		// read their limits.
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysMode}},
 	}
 	if in.PodFiles.Shm != "" {
 		mounts = append(mounts, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: in.PodFiles.Shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}})

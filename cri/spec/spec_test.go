@@ -346,6 +346,30 @@ func TestGenerateSecurity(t *testing.T) {
 	if len(s.Linux.MaskedPaths) != 0 || len(s.Process.Capabilities.Bounding) != len(allCaps) || !s.Linux.Resources.Devices[0].Allow {
 		t.Fatal("privileged container still confined")
 	}
+	for _, m := range s.Mounts {
+		if (m.Destination == "/sys" || m.Destination == "/sys/fs/cgroup") && !slices.Contains(m.Options, "rw") {
+			t.Errorf("privileged container's %s is not read-write: %v", m.Destination, m.Options)
+		}
+	}
+}
+
+func TestGenerateCgroupMount(t *testing.T) {
+	s, err := Generate(baseInput(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, m := range s.Mounts {
+		if m.Destination == "/sys/fs/cgroup" {
+			found = true
+			if m.Type != "cgroup" || !slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "nosuid") {
+				t.Errorf("cgroup mount = %+v, want a read-only, nosuid cgroup mount", m)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no /sys/fs/cgroup mount in %v", s.Mounts)
+	}
 }
 
 func TestGenerateMounts(t *testing.T) {

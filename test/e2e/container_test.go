@@ -318,3 +318,58 @@ func TestUnsetPIDModeInPodSharingNone(t *testing.T) {
 	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
 	waitLog(t, filepath.Join(podCfg.LogDirectory, "c.log"), "stdout", "pid=1", 30*time.Second)
 }
+
+// TestCgroupFilesystemInContainer checks that a container sees its own
+// cgroup at /sys/fs/cgroup, where language runtimes read their limits: its
+// memory limit, read-only unless the container is privileged.
+func TestCgroupFilesystemInContainer(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	const limit = 64 << 20
+	// v1 and hybrid hosts: one directory per hierarchy; unified: memory.max.
+	const show = `if [ -d /sys/fs/cgroup/memory ]; then cat /sys/fs/cgroup/memory/memory.limit_in_bytes; else cat /sys/fs/cgroup/memory.max; fi`
+	for _, tc := range []struct {
+		name       string
+		privileged bool
+	}{{"unprivileged", false}, {"privileged", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			podCfg := d.podConfig("cgroupfs-" + tc.name)
+			podCfg.Linux.SecurityContext.Privileged = tc.privileged
+			podID := d.runPodWith(t, podCfg)
+			cfg := containerConfig("c", busybox, "sleep", "1000")
+			cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: limit}
+			cfg.Linux.SecurityContext.Privileged = tc.privileged
+			id := d.createContainer(t, podID, podCfg, cfg)
+			d.startContainer(t, id)
+			d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+
+			resp, err := d.execSync(t, id, 10, "sh", "-c", show)
+			if err != nil {
+				t.Fatalf("ExecSync: %v", err)
+			}
+			if got := strings.TrimSpace(string(resp.Stdout)); resp.ExitCode != 0 || got != strconv.Itoa(limit) {
+				t.Fatalf("memory limit in /sys/fs/cgroup = %q (exit %d, stderr %q), want %d", got, resp.ExitCode, resp.Stderr, limit)
+			}
+			// The cgroup shown is the container's own: it holds the
+			// container's processes and no child cgroups of other pods.
+			resp, err = d.execSync(t, id, 10, "sh", "-c",
+				`d=/sys/fs/cgroup/memory; [ -d $d ] || d=/sys/fs/cgroup; grep -c . $d/cgroup.procs; find $d -mindepth 1 -type d | wc -l`)
+			if err != nil {
+				t.Fatalf("ExecSync: %v", err)
+			}
+			if f := strings.Fields(string(resp.Stdout)); len(f) != 2 || f[1] != "0" {
+				t.Errorf("container's memory cgroup: procs count and subdirectories = %q, want no subdirectories", resp.Stdout)
+			}
+			resp, err = d.execSync(t, id, 10, "sh", "-c", "mkdir /sys/fs/cgroup/pids/x 2>/dev/null || mkdir /sys/fs/cgroup/x")
+			if err != nil {
+				t.Fatalf("ExecSync: %v", err)
+			}
+			if writable := resp.ExitCode == 0; writable != tc.privileged {
+				t.Errorf("mkdir under /sys/fs/cgroup: exit %d (stderr %q); want writable = %v", resp.ExitCode, resp.Stderr, tc.privileged)
+			}
+			if tc.privileged {
+				_, _ = d.execSync(t, id, 10, "sh", "-c", "rmdir /sys/fs/cgroup/pids/x 2>/dev/null || rmdir /sys/fs/cgroup/x")
+			}
+		})
+	}
+}

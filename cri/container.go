@@ -270,7 +270,14 @@ func (s *Server) containerState(ctx context.Context, rec *meta.Container) (Conta
 	if st, ok := s.shims.ExitState(rec.PodID, rec.ID); ok {
 		return st, nil
 	}
-	return ContainerState{Status: StateUnknown, Reason: "Unknown", Message: "the container's shim is gone and left no exit record"}, nil
+	// The shim died while the container existed: nothing else will end
+	// its processes or record its exit, so Lost does both, once.
+	st, err := s.shims.Lost(ctx, rec.PodID, rec.ID)
+	if err != nil {
+		s.log.Warn("container of an unreachable shim", "container", rec.ID, "pod", rec.PodID, "err", err)
+		return ContainerState{Status: StateUnknown, Reason: "Unknown", Message: "the container's shim does not answer: " + err.Error()}, nil
+	}
+	return st, nil
 }
 
 // StartContainer releases a created container's start barrier.
@@ -485,6 +492,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 		status.ExitCode = st.ExitCode
 		status.FinishedAt = st.FinishedAt.UnixNano()
 		switch {
+		case st.Reason == ReasonShimLost:
 		case st.OOMKilled:
 			status.Reason = "OOMKilled"
 		case st.ExitCode == 0:

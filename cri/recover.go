@@ -11,7 +11,11 @@ import (
 // Recover rebuilds the daemon's view after a restart from the records on
 // disk: names are reserved again, and work a crash interrupted is finished
 // or undone (a pod left half-created loses its network attachment).
+//
+// ctx bounds the daemon's background work from then on (the watches of the
+// pods' shims), so it must last as long as the daemon.
 func (s *Server) Recover(ctx context.Context) error {
+	s.life.Store(&ctx)
 	pods, err := s.meta.Pods()
 	if err != nil {
 		return fmt.Errorf("recover pods: %w", err)
@@ -67,8 +71,11 @@ func (s *Server) Recover(ctx context.Context) error {
 		shim, err := s.shims.Connect(ctx, p.ID)
 		if err != nil {
 			s.log.Warn("recover: pod shim unreachable", "pod", p.ID, "err", err)
+			// It died while the daemon was down.
+			go s.shimExited(p.ID, 0)
 			continue
 		}
+		s.watchShim(p.ID, shim.Pid())
 		ids, err := shim.List(ctx)
 		if err != nil {
 			s.log.Warn("recover: list pod containers", "pod", p.ID, "err", err)

@@ -67,6 +67,21 @@ type ContainerState struct {
 	Message    string
 }
 
+// ShimOptions say what a pod's shim sets up besides itself.
+type ShimOptions struct {
+	// SharePID starts the pod's init in a new PID namespace, as its PID 1,
+	// for containers to join.
+	SharePID bool
+	// InitCgroup is the cgroup of the pod init (with SharePID): where a
+	// pause container would be, under the pod's cgroup parent.
+	InitCgroup string
+}
+
+// ReasonShimLost is the reason of a container that Skiff killed because its
+// pod's shim died: nothing was left to watch it, keep its logs or record
+// its exit.
+const ReasonShimLost = "ShimLost"
+
 // Container states reported by shims.
 const (
 	StateCreated = "created"
@@ -100,6 +115,8 @@ type Shim interface {
 	List(ctx context.Context) ([]string, error)
 	// InitPID is the host PID of the pod's init, 0 without a shared PID namespace.
 	InitPID() int
+	// Pid is the host PID of the shim itself.
+	Pid() int
 	// Exec runs cmd in the container with the given stdio until it exits.
 	Exec(ctx context.Context, id string, cmd []string, stdio Stdio) (exitCode int32, err error)
 	// Attach connects to the container's own stdio until it exits or ctx ends.
@@ -121,13 +138,27 @@ type Stdio struct {
 
 // Shims starts and finds the shim of each pod.
 type Shims interface {
-	// Start launches the pod's shim. With sharePID the shim also starts the
-	// pod's init in a new PID namespace, as its PID 1, for containers to join.
-	Start(ctx context.Context, podID string, sharePID bool) (Shim, error)
+	// Start launches the pod's shim.
+	Start(ctx context.Context, podID string, opts ShimOptions) (Shim, error)
 	// Connect finds the running shim of a pod, after a daemon restart too.
 	Connect(ctx context.Context, podID string) (Shim, error)
-	// Stop ends a pod's shim and removes its files; idempotent.
-	Stop(ctx context.Context, podID string) error
+	// Stop ends a pod's shim and removes its files; idempotent. When the
+	// shim died, it ends what the shim left: the pod init, by its cgroup
+	// initCgroup (empty when the pod has no init).
+	Stop(ctx context.Context, podID, initCgroup string) error
+	// Running reports whether the pod's shim process is alive, whether or
+	// not it answers.
+	Running(podID string) bool
+	// Died reports whether the pod's shim ended without shutting down (it
+	// was killed or crashed), as opposed to running or shut down.
+	Died(podID string) bool
+	// WaitExit returns once the pod's shim process, whose pid its Shim
+	// reported, has exited; or ctx's error when ctx ends first.
+	WaitExit(ctx context.Context, podID string, pid int) error
+	// Lost ends every process of container id after its pod's shim died,
+	// records the container's exit (the shim cannot) and returns that
+	// state. It fails with ErrUnavailable when the shim still runs.
+	Lost(ctx context.Context, podID, id string) (ContainerState, error)
 	// ExitState reads a container's recorded exit when its shim is gone.
 	ExitState(podID, id string) (ContainerState, bool)
 	// Cleanup frees what the executor still holds for a container (cgroup,

@@ -146,13 +146,23 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 
 	sharePID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD
-	shim, err := s.shims.Start(ctx, id, sharePID)
+	shimOpts := ShimOptions{SharePID: sharePID}
+	if sharePID {
+		// The pod init sits where containerd's pause container would: a
+		// cgroup named after the pod under its cgroup parent.
+		shimOpts.InitCgroup = cgroupPath(cfg, id)
+		rec.InitCgroup = shimOpts.InitCgroup
+		if err := s.meta.PutPod(rec); err != nil {
+			return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
+		}
+	}
+	shim, err := s.shims.Start(ctx, id, shimOpts)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, err)
 	}
 	undo = append(undo, func() {
 		_ = shim.Close()
-		if err := s.shims.Stop(context.Background(), id); err != nil {
+		if err := s.shims.Stop(context.Background(), id, shimOpts.InitCgroup); err != nil {
 			s.log.Warn("undo pod shim", "pod", id, "err", err)
 		}
 	})
@@ -164,12 +174,14 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 		rec.NSPaths["pid"] = path
 	}
+	shimPid := shim.Pid()
 	_ = shim.Close()
 
 	rec.State = podReady
 	if err := s.meta.PutPod(rec); err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
 	}
+	s.watchShim(id, shimPid)
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
@@ -256,7 +268,7 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 		}
 		_ = shim.Close()
 	}
-	if err := s.shims.Stop(ctx, rec.ID); err != nil {
+	if err := s.shims.Stop(ctx, rec.ID, rec.InitCgroup); err != nil {
 		return fmt.Errorf("stop pod sandbox %s: shim: %w", rec.ID, err)
 	}
 	for _, c := range ctrs {

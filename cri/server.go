@@ -89,6 +89,10 @@ type Server struct {
 	// kubelet sends them again after a restart.
 	podCIDRs atomic.Pointer[[]string]
 
+	// life bounds background work (shim watches): the context Recover
+	// was given, which lasts as long as the daemon.
+	life atomic.Pointer[context.Context]
+
 	locks    keyedLocks
 	podNames names
 	ctrNames names

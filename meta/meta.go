@@ -50,10 +50,15 @@ type Pod struct {
 	ShmPath        string            `json:"shmPath,omitempty"`
 	Files          map[string]string `json:"files,omitempty"` // hostname, hosts, resolv.conf
 	CgroupParent   string            `json:"cgroupParent,omitempty"`
-	NetworkSetUp   bool              `json:"networkSetUp,omitempty"`
-	ShimSocket     string            `json:"shimSocket,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	Annotations    map[string]string `json:"annotations,omitempty"`
+	// InitCgroup is the cgroup of the pod init (pods sharing a PID
+	// namespace), "" when the pod has none.
+	InitCgroup   string `json:"initCgroup,omitempty"`
+	NetworkSetUp bool   `json:"networkSetUp,omitempty"`
+	// ShimLost says the pod's shim died while the pod was ready.
+	ShimLost    bool              `json:"shimLost,omitempty"`
+	ShimSocket  string            `json:"shimSocket,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Container is the persisted record of a container; its live state comes from

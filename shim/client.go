@@ -44,6 +44,9 @@ type StartOptions struct {
 	// SharePID starts a pod init as PID 1 of a new PID namespace that the
 	// pod's containers join (Client.InitPid gives its host pid).
 	SharePID bool
+	// PodCgroup is the cgroup the pod init joins, as a pause container
+	// would (with SharePID).
+	PodCgroup string
 	// Env is the daemon's environment; nil means a minimal PATH only, so
 	// nothing of skiffd's environment leaks into containers' helpers.
 	Env []string
@@ -70,6 +73,9 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	args := []string{"daemon", "--dir", o.Dir, "--pod", o.PodID}
 	if o.SharePID {
 		args = append(args, "--share-pid")
+		if o.PodCgroup != "" {
+			args = append(args, "--pod-cgroup", o.PodCgroup)
+		}
 	}
 	args = append(args, o.Args...)
 	cmd := exec.CommandContext(ctx, o.Binary, args...)

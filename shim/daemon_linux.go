@@ -57,6 +57,9 @@ type Config struct {
 	// InitBinary is the skiff-shim binary for the pod init; empty means
 	// /proc/self/exe.
 	InitBinary string
+	// PodCgroup is the cgroup the pod init joins (the runtime must
+	// implement PodCgroups); empty leaves it in the shim's.
+	PodCgroup string
 }
 
 // Serve runs a shim daemon in the calling process until ctx ends or a
@@ -366,6 +369,22 @@ func (d *daemon) startPodInit() (func(), error) {
 		return nil, err
 	}
 	d.initPid = p.Pid()
+	pc, _ := d.cfg.Runtime.(PodCgroups)
+	if d.cfg.PodCgroup != "" && pc == nil {
+		d.cfg.Logger.Warn("the runtime cannot place the pod init in the pod cgroup", "cgroup", d.cfg.PodCgroup)
+	}
+	if d.cfg.PodCgroup != "" && pc != nil {
+		if err := pc.JoinPodCgroup(d.cfg.PodCgroup, p.Pid()); err != nil {
+			if pidfd >= 0 {
+				unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+				unix.Close(pidfd)
+			}
+			_, _ = p.Wait()
+			d.reaper.release(p.Pid())
+			_ = pc.RemovePodCgroup(context.Background(), d.cfg.PodCgroup)
+			return nil, fmt.Errorf("pod init: %w", err)
+		}
+	}
 	exited := make(chan struct{})
 	stopping := false
 	var mu sync.Mutex
@@ -390,6 +409,13 @@ func (d *daemon) startPodInit() (func(), error) {
 			unix.Close(pidfd)
 		}
 		<-exited
+		if d.cfg.PodCgroup != "" && pc != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := pc.RemovePodCgroup(ctx, d.cfg.PodCgroup); err != nil {
+				d.cfg.Logger.Warn("remove the pod init's cgroup", "cgroup", d.cfg.PodCgroup, "err", err)
+			}
+		}
 	}, nil
 }
 

@@ -32,7 +32,9 @@ type Flags struct {
 	// SharePID starts a pod init as PID 1 of a new PID namespace for the
 	// pod's containers to share.
 	SharePID bool
-	Debug    bool
+	// PodCgroup is the cgroup of the pod init.
+	PodCgroup string
+	Debug     bool
 }
 
 // MainWithRuntime is the body of "skiff-shim daemon" with a chosen runtime
@@ -54,6 +56,7 @@ func MainWithRuntime(args []string, newRuntime func(Flags) (Runtime, error)) int
 	fs.StringVar(&f.PodID, "pod", "", "pod sandbox id")
 	fs.StringVar(&f.RuntimeRoot, "runtime-root", "", "state directory of the container executor")
 	fs.BoolVar(&f.SharePID, "share-pid", false, "start a pod init in a new PID namespace for the containers to share")
+	fs.StringVar(&f.PodCgroup, "pod-cgroup", "", "cgroup of the pod init (with --share-pid)")
 	fs.BoolVar(&f.Debug, "debug", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -151,11 +154,12 @@ func daemonMain(f Flags, newRuntime func(Flags) (Runtime, error)) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	err = Serve(ctx, Config{
-		Dir:      f.Dir,
-		PodID:    f.PodID,
-		Runtime:  rt,
-		Logger:   logger,
-		SharePID: f.SharePID,
+		Dir:       f.Dir,
+		PodID:     f.PodID,
+		Runtime:   rt,
+		Logger:    logger,
+		SharePID:  f.SharePID,
+		PodCgroup: f.PodCgroup,
 		Ready: func() {
 			if ready != nil {
 				fmt.Fprintln(ready, "ok")

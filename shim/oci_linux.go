@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/oci"
 	"github.com/skiffcri/skiff/oci/cgroups"
 )
@@ -120,4 +122,29 @@ func (r *OCIRuntime) OOMKilled(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	return n > 0, nil
+}
+
+// JoinPodCgroup implements PodCgroups: path is created if the kubelet has
+// not made it (crictl, tests).
+func (r *OCIRuntime) JoinPodCgroup(path string, pid int) error {
+	m, err := cgroups.New(path)
+	if err != nil {
+		return fmt.Errorf("pod cgroup %s: %w", path, err)
+	}
+	if err := m.Apply(pid); err != nil {
+		return fmt.Errorf("pod cgroup %s: %w", path, err)
+	}
+	return nil
+}
+
+// RemovePodCgroup implements PodCgroups.
+func (r *OCIRuntime) RemovePodCgroup(ctx context.Context, path string) error {
+	m, err := cgroups.Load(path)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return m.Destroy(ctx)
 }

@@ -65,3 +65,11 @@ type Runtime interface {
 type OOMChecker interface {
 	OOMKilled(ctx context.Context, id string) (bool, error)
 }
+
+// PodCgroups is implemented by Runtimes that can place the pod init in the
+// pod's cgroup, as the pause container of other runtimes is, and remove that
+// cgroup once the init is gone.
+type PodCgroups interface {
+	JoinPodCgroup(path string, pid int) error
+	RemovePodCgroup(ctx context.Context, path string) error
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/oci"
+	"github.com/skiffcri/skiff/oci/cgroups"
 	"github.com/skiffcri/skiff/shim"
 )
 
@@ -29,9 +29,9 @@ func (s shims) containerDir(id string) string { return filepath.Join(s.stateDir,
 func (s shims) runtimeRoot() string           { return filepath.Join(s.stateDir, "oci") }
 func (s shims) wrap(c *shim.Client) cri.Shim  { return &shimClient{c: c, s: s} }
 
-func (s shims) Start(ctx context.Context, podID string, sharePID bool) (cri.Shim, error) {
+func (s shims) Start(ctx context.Context, podID string, opts cri.ShimOptions) (cri.Shim, error) {
 	c, err := shim.Start(ctx, shim.StartOptions{
-		Binary: s.binary, Dir: s.dir(podID), PodID: podID, SharePID: sharePID,
+		Binary: s.binary, Dir: s.dir(podID), PodID: podID, SharePID: opts.SharePID, PodCgroup: opts.InitCgroup,
 		Args: []string{"--runtime-root", s.runtimeRoot()},
 	})
 	if err != nil {
@@ -48,7 +48,7 @@ func (s shims) Connect(ctx context.Context, podID string) (cri.Shim, error) {
 	return s.wrap(c), nil
 }
 
-func (s shims) Stop(ctx context.Context, podID string) error {
+func (s shims) Stop(ctx context.Context, podID, initCgroup string) error {
 	dir := s.dir(podID)
 	if c, err := shim.Connect(ctx, dir); err == nil {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -56,12 +56,15 @@ func (s shims) Stop(ctx context.Context, podID string) error {
 		if err := c.Shutdown(sctx); err != nil {
 			return fmt.Errorf("shim of pod %s: %w", podID, err)
 		}
-	} else if _, statErr := os.Stat(filepath.Join(dir, shim.SocketName)); statErr == nil {
-		// A socket nobody answers on: the shim died. Kill what may be left.
-		if b, err := os.ReadFile(filepath.Join(dir, shim.PidFileName)); err == nil {
-			var pid int
-			if _, err := fmt.Sscanf(string(b), "%d", &pid); err == nil && pid > 1 && processIsShim(pid, dir) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+	} else {
+		// Nobody answers: the shim died, or never started. Kill what may
+		// be left: the shim if it hangs, the pod init it started.
+		if pid := shim.PidFromFile(dir); pid > 1 && shim.IsShimProcess(pid, dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if initCgroup != "" {
+			if err := killCgroup(ctx, initCgroup); err != nil {
+				return fmt.Errorf("pod init of pod %s: %w", podID, err)
 			}
 		}
 	}
@@ -71,10 +74,75 @@ func (s shims) Stop(ctx context.Context, podID string) error {
 	return nil
 }
 
-// processIsShim guards against killing a reused pid.
-func processIsShim(pid int, dir string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && bytes.Contains(b, []byte(dir))
+// killCgroup kills every process of a cgroup a dead shim left and removes
+// the cgroup.
+func killCgroup(ctx context.Context, path string) error {
+	m, err := cgroups.Load(path)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.KillAll(ctx, syscall.SIGKILL); err != nil {
+		return err
+	}
+	return m.Destroy(ctx)
+}
+
+func (s shims) Running(podID string) bool {
+	dir := s.dir(podID)
+	pid := shim.PidFromFile(dir)
+	return pid > 1 && shim.IsShimProcess(pid, dir)
+}
+
+func (s shims) Died(podID string) bool {
+	// A shim that shuts down removes its pid file last.
+	dir := s.dir(podID)
+	pid := shim.PidFromFile(dir)
+	return pid > 0 && !shim.IsShimProcess(pid, dir)
+}
+
+func (s shims) WaitExit(ctx context.Context, podID string, pid int) error {
+	return shim.WaitExit(ctx, s.dir(podID), pid)
+}
+
+// Lost ends container id of a pod whose shim died: the executor kills every
+// process of its cgroup and waits for its init, and the exit is recorded
+// where the shim would have, so it is reported once and for good.
+func (s shims) Lost(ctx context.Context, podID, id string) (cri.ContainerState, error) {
+	if s.Running(podID) {
+		return cri.ContainerState{}, errdefs.Unavailable("the shim of pod %s runs but does not answer", podID)
+	}
+	if st, ok := s.ExitState(podID, id); ok {
+		return st, nil
+	}
+	e := &oci.Executor{StateDir: s.runtimeRoot(), NewCgroup: oci.Cgroupfs}
+	rec := shim.ExitRecord{
+		ID: id, ExitCode: 255, Reason: cri.ReasonShimLost,
+	}
+	if st, err := e.State(ctx, id); err == nil {
+		rec.Pid = st.Pid
+		if st.Status != oci.StatusStopped {
+			// SIGKILLed by us, as the exit code says.
+			rec.ExitCode, rec.Signal = 128+int(syscall.SIGKILL), int(syscall.SIGKILL)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return cri.ContainerState{}, fmt.Errorf("container %s of a lost shim: %w", id, err)
+	}
+	if err := s.Cleanup(ctx, id); err != nil {
+		return cri.ContainerState{}, err
+	}
+	rec.FinishedAt = time.Now().UTC()
+	dir := s.containerDir(id)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return cri.ContainerState{}, err
+	}
+	if err := shim.WriteExitFile(dir, rec); err != nil {
+		return cri.ContainerState{}, fmt.Errorf("container %s of a lost shim: %w", id, err)
+	}
+	st, _ := s.ExitState(podID, id)
+	return st, nil
 }
 
 func (s shims) ExitState(podID, id string) (cri.ContainerState, bool) {
@@ -82,10 +150,14 @@ func (s shims) ExitState(podID, id string) (cri.ContainerState, bool) {
 	if err != nil {
 		return cri.ContainerState{}, false
 	}
-	return cri.ContainerState{
+	st := cri.ContainerState{
 		Status: cri.StateExited, Pid: rec.Pid, ExitCode: int32(rec.ExitCode),
 		StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, OOMKilled: rec.OOMKilled, Reason: rec.Reason,
-	}, true
+	}
+	if rec.Reason == cri.ReasonShimLost {
+		st.Message = "the pod's shim died; Skiff ended the container's processes (its start time and logs after that are lost)"
+	}
+	return st, true
 }
 
 func (s shims) Cleanup(ctx context.Context, id string) error {
@@ -183,6 +255,8 @@ func (sc *shimClient) List(ctx context.Context) ([]string, error) {
 }
 
 func (sc *shimClient) InitPID() int { return sc.c.InitPid() }
+
+func (sc *shimClient) Pid() int { return sc.c.Pid() }
 
 func streamIO(ctx context.Context, st cri.Stdio) shim.StreamIO {
 	sio := shim.StreamIO{Stdin: st.Stdin}

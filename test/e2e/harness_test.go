@@ -582,11 +582,31 @@ func processPidsUnder(dir string, skip int) []int {
 		if err != nil || pid == self || pid == skip {
 			continue
 		}
-		if processUnder(pid, dir) {
+		if processUnder(pid, dir) && !orphanZombie(pid, dir) {
 			out = append(out, pid)
 		}
 	}
 	return out
+}
+
+// orphanZombie reports whether pid has exited and waits to be reaped by a
+// parent that is not the runtime's: the processes of a killed shim are
+// re-parented to the host's init, which reaps them in its own time.
+func orphanZombie(pid int, dir string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || (f[0] != "Z" && f[0] != "X") {
+		return false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return err == nil && !processUnder(ppid, dir)
 }
 
 func processUnder(pid int, dir string) bool {

@@ -42,4 +42,12 @@ fi
 go build -o /usr/local/bin/skiffd ./cmd/skiffd
 # Static: linking libc would cost every pod's shim ~1.4 MB of RSS.
 CGO_ENABLED=0 go build -o /usr/local/bin/skiff-shim ./cmd/skiff-shim
+# On a machine that runs systemd, install the service unit (restarting
+# skiffd must never kill pods: see the unit's comments). CI machines and
+# containers without systemd skip this.
+if [ -d /run/systemd/system ]; then
+	install -m 0644 hack/skiffd.service /etc/systemd/system/skiffd.service
+	systemctl daemon-reload
+	echo "setup: installed skiffd.service (systemctl enable --now skiffd)"
+fi
 echo "setup: done (skiffd, skiff-shim and crictl in /usr/local/bin)"

@@ -354,9 +354,21 @@ func TestGenerateSecurity(t *testing.T) {
 }
 
 func TestGenerateCgroupMount(t *testing.T) {
-	s, err := Generate(baseInput(t))
+	in := baseInput(t)
+	s, err := Generate(in)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, ok := nsOf(s)[specs.CgroupNamespace]; ok {
+		t.Error("cgroup namespace on a v1 host: the executor binds the container's cgroup directories there")
+	}
+	in.CgroupV2 = true
+	v2, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := nsOf(v2)[specs.CgroupNamespace]; !ok || p != "" {
+		t.Errorf("cgroup v2 host: cgroup namespace = %q, %v; want a new one", p, ok)
 	}
 	var found bool
 	for _, m := range s.Mounts {

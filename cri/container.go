@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -304,28 +303,6 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
 	return &runtimeapi.StartContainerResponse{}, nil
-}
-
-func stopSignal(cfg *runtimeapi.ContainerConfig, image string) syscall.Signal {
-	if sig := cfg.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
-		if n := unix.SignalNum(sig.String()); n != 0 {
-			return n
-		}
-	}
-	if image != "" {
-		name := strings.ToUpper(image)
-		if !strings.HasPrefix(name, "SIG") {
-			name = "SIG" + name
-		}
-		if n := unix.SignalNum(name); n != 0 {
-			return n
-		}
-		var num int
-		if _, err := fmt.Sscanf(image, "%d", &num); err == nil && num > 0 {
-			return syscall.Signal(num)
-		}
-	}
-	return unix.SIGTERM
 }
 
 // StopContainer sends the stop signal, waits up to the timeout, then kills

@@ -93,19 +93,6 @@ func TestKeyedLocks(t *testing.T) {
 	}
 }
 
-func TestStopSignal(t *testing.T) {
-	for _, tc := range []struct {
-		image string
-		want  string
-	}{
-		{"", "terminated"}, {"SIGINT", "interrupt"}, {"QUIT", "quit"}, {"9", "killed"},
-	} {
-		if got := stopSignal(nil, tc.image).String(); got != tc.want {
-			t.Errorf("stopSignal(%q) = %s, want %s", tc.image, got, tc.want)
-		}
-	}
-}
-
 func TestLogPath(t *testing.T) {
 	for _, tc := range []struct {
 		dir, rel, want string

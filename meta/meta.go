@@ -76,6 +76,11 @@ type Container struct {
 	Bundle     string          `json:"bundle"`
 	Rootfs     string          `json:"rootfs"`
 	StopSignal string          `json:"stopSignal,omitempty"`
+	// Resources is the protojson of the runtimeapi.ContainerResources in
+	// effect: what CreateContainer applied, then each successful
+	// UpdateContainerResources. Records written before it existed have
+	// none, and report none.
+	Resources json.RawMessage `json:"resources,omitempty"`
 	// UID, GID and Groups are the identity the container's process runs as.
 	UID         uint32            `json:"uid"`
 	GID         uint32            `json:"gid"`

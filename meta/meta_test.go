@@ -46,3 +46,39 @@ func TestStore(t *testing.T) {
 		t.Fatalf("container = %+v, %v", c, err)
 	}
 }
+
+// A record written before a field existed must still decode, with the
+// field empty: the daemon reads records of every earlier version.
+func TestOldContainerRecordDecodes(t *testing.T) {
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "meta.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"id":"c0","podId":"p0","name":"n","config":{"metadata":{"name":"n"}},"imageId":"sha256:1",` +
+		`"imageRef":"r","imageName":"i","createdAt":"2026-11-01T10:00:00Z","bundle":"/run/skiff/containers/c0",` +
+		`"rootfs":"/run/skiff/containers/c0/rootfs","stopSignal":"SIGQUIT","uid":0,"gid":0}`
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(containersBucket).Put([]byte("c0"), []byte(old))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Container("c0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StopSignal != "SIGQUIT" || c.Resources != nil {
+		t.Fatalf("old record = %+v", c)
+	}
+	c.Resources = []byte(`{"linux":{"memoryLimitInBytes":"67108864"}}`)
+	if err := s.PutContainer(c); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = s.Container("c0"); err != nil || string(c.Resources) != `{"linux":{"memoryLimitInBytes":"67108864"}}` {
+		t.Fatalf("round trip: %s, %v", c.Resources, err)
+	}
+}

@@ -210,6 +210,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	undo = append(undo, func() { _ = shim.Delete(context.Background(), id) })
+	if err := s.recordCreated(ctx, shim, rec, ociSpec, cgroupPath(podCfg, id)); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
 	if err := s.meta.PutContainer(rec); err != nil {
 		return nil, err
 	}
@@ -444,50 +447,6 @@ func (s *Server) criContainer(ctx context.Context, rec *meta.Container) (*runtim
 		State:     criState(st),
 		CreatedAt: rec.CreatedAt.UnixNano(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 	}, cfg, st, nil
-}
-
-// ContainerStatus reports a container's state, exit code and reason.
-func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
-	rec, err := s.findContainer(req.GetContainerId())
-	if err != nil {
-		return nil, err
-	}
-	c, cfg, st, err := s.criContainer(ctx, rec)
-	if err != nil {
-		return nil, err
-	}
-	status := &runtimeapi.ContainerStatus{
-		Id: c.Id, Metadata: c.Metadata, State: c.State, CreatedAt: c.CreatedAt,
-		Image: c.Image, ImageRef: c.ImageRef, ImageId: c.ImageId,
-		Labels: c.Labels, Annotations: c.Annotations, Mounts: cfg.GetMounts(), LogPath: rec.LogPath,
-		Reason: st.Reason, Message: st.Message,
-	}
-	if !st.StartedAt.IsZero() {
-		status.StartedAt = st.StartedAt.UnixNano()
-	}
-	if st.Status == StateExited {
-		status.ExitCode = st.ExitCode
-		status.FinishedAt = st.FinishedAt.UnixNano()
-		switch {
-		case st.Reason == ReasonShimLost:
-		case st.OOMKilled:
-			status.Reason = "OOMKilled"
-		case st.ExitCode == 0:
-			status.Reason = "Completed"
-		default:
-			status.Reason = "Error"
-		}
-	}
-	user := &runtimeapi.LinuxContainerUser{Uid: int64(rec.UID), Gid: int64(rec.GID)}
-	for _, g := range rec.Groups {
-		user.SupplementalGroups = append(user.SupplementalGroups, int64(g))
-	}
-	status.User = &runtimeapi.ContainerUser{Linux: user}
-	resp := &runtimeapi.ContainerStatusResponse{Status: status}
-	if req.GetVerbose() {
-		resp.Info = map[string]string{"info": fmt.Sprintf(`{"pid":%d,"sandboxID":%q,"rootfs":%q}`, st.Pid, rec.PodID, rec.Rootfs)}
-	}
-	return resp, nil
 }
 
 func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {

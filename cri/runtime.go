@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -39,6 +40,9 @@ type PodNetwork interface {
 	Teardown(ctx context.Context, req PodNetworkRequest) error
 	// GC detaches every pod not listed, after a restart.
 	GC(ctx context.Context, podIDs []string) error
+	// Result is the plugins' result of the pod's attachment, as JSON;
+	// ErrNotFound when the pod has none.
+	Result(ctx context.Context, podID string) (json.RawMessage, error)
 }
 
 // PodOS creates and removes the kernel resources of a pod: pinned

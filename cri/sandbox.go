@@ -333,37 +333,6 @@ func (s *Server) podSandbox(rec *meta.Pod) (*runtimeapi.PodSandbox, *runtimeapi.
 	}, cfg, nil
 }
 
-// PodSandboxStatus reports a pod's state, IPs and namespaces.
-func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	rec, err := s.findPod(req.GetPodSandboxId())
-	if err != nil {
-		return nil, err
-	}
-	sb, cfg, err := s.podSandbox(rec)
-	if err != nil {
-		return nil, err
-	}
-	st := &runtimeapi.PodSandboxStatus{
-		Id: sb.Id, Metadata: sb.Metadata, State: sb.State, CreatedAt: sb.CreatedAt,
-		Labels: sb.Labels, Annotations: sb.Annotations, RuntimeHandler: sb.RuntimeHandler,
-		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{
-			Options: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(),
-		}},
-		Network: &runtimeapi.PodSandboxNetworkStatus{},
-	}
-	if len(rec.IPs) > 0 && rec.State == podReady {
-		st.Network.Ip = rec.IPs[0]
-		for _, ip := range rec.IPs[1:] {
-			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
-		}
-	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
-	if req.GetVerbose() {
-		resp.Info = map[string]string{"info": fmt.Sprintf(`{"pid":0,"nsPaths":%q,"shm":%q}`, fmt.Sprint(rec.NSPaths), rec.ShmPath)}
-	}
-	return resp, nil
-}
-
 func (s *Server) listPods(f *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
 	recs, err := s.meta.Pods()
 	if err != nil {

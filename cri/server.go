@@ -50,11 +50,14 @@ type Options struct {
 	Images ImageService
 	// Network is nil when no CNI manager runs: NetworkReady is false and
 	// only host-network pods can run.
-	Network  PodNetwork
-	PodOS    PodOS
-	Shims    Shims
-	Rootfs   Rootfs
-	Meta     *meta.Store
+	Network PodNetwork
+	PodOS   PodOS
+	Shims   Shims
+	Rootfs  Rootfs
+	Meta    *meta.Store
+	// NetStats reads pods' interface counters for PodSandboxStats; nil
+	// reports no network usage.
+	NetStats PodNetStats
 	Seccomp  spec.SeccompProfiles
 	StateDir string
 	// RootfsRoot is where containers' writable layers live, for stats.
@@ -83,6 +86,8 @@ type Server struct {
 	cgroupDriver string
 	cgroupV2     bool
 	log          *slog.Logger
+	kernel       kernelView
+	netStats     PodNetStats
 
 	streams streaming.Server
 	// podCIDRs are the node's pod CIDRs from UpdateRuntimeConfig; the
@@ -117,6 +122,8 @@ func New(opts Options) *Server {
 		cgroupDriver: opts.CgroupDriver,
 		cgroupV2:     opts.CgroupV2,
 		log:          log,
+		kernel:       procKernel{},
+		netStats:     opts.NetStats,
 	}
 }
 

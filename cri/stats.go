@@ -2,12 +2,9 @@ package cri
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -43,7 +40,7 @@ func (s *Server) cgroupOf(rec *meta.Container) (*cgroups.Manager, error) {
 
 // containerStats reads usage from the container's cgroup; a container whose
 // cgroup is gone (exited and cleaned up) reports zero usage.
-func (s *Server) containerStats(rec *meta.Container) (*runtimeapi.ContainerStats, error) {
+func (s *Server) containerStats(ctx context.Context, rec *meta.Container) (*runtimeapi.ContainerStats, error) {
 	cfg, err := containerConfig(rec)
 	if err != nil {
 		return nil, err
@@ -77,42 +74,18 @@ func (s *Server) containerStats(rec *meta.Container) (*runtimeapi.ContainerStats
 		return nil, fmt.Errorf("stats of container %s: %w", rec.ID, err)
 	}
 	if s.rootfsRoot != "" {
+		// The filesystem is the one holding every writable layer, named as
+		// ImageFsInfo's container_filesystems names it: the kubelet looks
+		// its capacity up once per mountpoint.
 		upper := filepath.Join(s.rootfsRoot, rec.ID, "upper")
-		if used, inodes, err := diskUsage(upper); err == nil {
+		if used, inodes, err := treeUsage(ctx, upper); err == nil {
 			out.WritableLayer = &runtimeapi.FilesystemUsage{
-				Timestamp: now, FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: upper},
+				Timestamp: now, FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: s.rootfsRoot},
 				UsedBytes: &runtimeapi.UInt64Value{Value: used}, InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
 			}
 		}
 	}
 	return out, nil
-}
-
-// diskUsage sums the allocated bytes and inodes below dir.
-func diskUsage(dir string) (bytes, inodes uint64, err error) {
-	seen := map[uint64]bool{}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if seen[st.Ino] {
-				return nil
-			}
-			seen[st.Ino] = true
-			bytes += uint64(st.Blocks) * 512
-		}
-		inodes++
-		return nil
-	})
-	return bytes, inodes, err
 }
 
 // ContainerStats reports a container's CPU, memory and writable layer usage.
@@ -121,7 +94,7 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.containerStats(rec)
+	st, err := s.containerStats(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +131,7 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 	}
 	resp := &runtimeapi.ListContainerStatsResponse{}
 	for _, rec := range recs {
-		st, err := s.containerStats(rec)
+		st, err := s.containerStats(ctx, rec)
 		if err != nil {
 			s.log.Warn("container stats", "container", rec.ID, "err", err)
 			continue
@@ -168,8 +141,9 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 	return resp, nil
 }
 
-// podStats sums the usage of a pod's containers.
-func (s *Server) podStats(pod *meta.Pod) (*runtimeapi.PodSandboxStats, error) {
+// podStats sums the usage of a pod's containers and reads its network
+// interfaces.
+func (s *Server) podStats(ctx context.Context, pod *meta.Pod) (*runtimeapi.PodSandboxStats, error) {
 	cfg, err := podConfig(pod)
 	if err != nil {
 		return nil, err
@@ -185,7 +159,7 @@ func (s *Server) podStats(pod *meta.Pod) (*runtimeapi.PodSandboxStats, error) {
 		Process: &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{}},
 	}
 	for _, rec := range recs {
-		st, err := s.containerStats(rec)
+		st, err := s.containerStats(ctx, rec)
 		if err != nil {
 			continue
 		}
@@ -200,6 +174,9 @@ func (s *Server) podStats(pod *meta.Pod) (*runtimeapi.PodSandboxStats, error) {
 			}
 		}
 	}
+	if linux.Network, err = s.podNetworkUsage(ctx, pod); err != nil {
+		return nil, err
+	}
 	return &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: pod.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
 		Linux:      linux,
@@ -212,7 +189,7 @@ func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandbox
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.podStats(pod)
+	st, err := s.podStats(ctx, pod)
 	if err != nil {
 		return nil, err
 	}
@@ -234,8 +211,9 @@ func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPo
 		if !matchLabels(f.GetLabelSelector(), p.Labels) {
 			continue
 		}
-		st, err := s.podStats(p)
+		st, err := s.podStats(ctx, p)
 		if err != nil {
+			s.log.Warn("pod sandbox stats", "pod", p.ID, "err", err)
 			continue
 		}
 		resp.Stats = append(resp.Stats, st)
@@ -243,7 +221,8 @@ func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPo
 	return resp, nil
 }
 
-// UpdateContainerResources applies new limits to a container's cgroup.
+// UpdateContainerResources applies new limits to a container's cgroup and,
+// once they are in, records them for ContainerStatus and the stored spec.
 func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
 	rec, err := s.findContainer(req.GetContainerId())
 	if err != nil {
@@ -260,6 +239,13 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
 	if err := cg.Set(res); err != nil {
+		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	}
+	// Re-read under the lock: the record may have changed since the lookup.
+	if rec, err = s.meta.Container(rec.ID); err != nil {
+		return nil, fmt.Errorf("update resources: %w", err)
+	}
+	if err := s.recordUpdate(rec, res, cg.CgroupPath()); err != nil {
 		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil

@@ -138,11 +138,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Info("host cgroups", "mode", layout.Mode)
 	}
 	srv := cri.New(cri.Options{
-		Shims:   shims{binary: shimBin, stateDir: cfg.State},
-		Seccomp: seccompProfiles{},
-		Images:  images,
-		Network: cniNetwork{network},
-		PodOS:   podOS{},
+		Shims:    shims{binary: shimBin, stateDir: cfg.State},
+		Seccomp:  seccompProfiles{},
+		Images:   images,
+		Network:  cniNetwork{network},
+		PodOS:    podOS{},
+		NetStats: podNetStats{},
 		Rootfs: &rootfs.Manager{
 			RootDir: filepath.Join(cfg.Root, "containers"), StateDir: filepath.Join(cfg.State, "containers"), Layers: images,
 		},

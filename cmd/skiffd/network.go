@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/skiffcri/skiff/cni"
@@ -48,3 +50,15 @@ func (n cniNetwork) Teardown(ctx context.Context, r cri.PodNetworkRequest) error
 }
 
 func (n cniNetwork) GC(ctx context.Context, podIDs []string) error { return n.m.GC(ctx, podIDs) }
+
+func (n cniNetwork) Result(ctx context.Context, podID string) (json.RawMessage, error) {
+	res, err := n.m.CachedResult(podID, "")
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("encode cni result of pod %s: %w", podID, err)
+	}
+	return b, nil
+}

@@ -9,6 +9,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/sandbox"
 )
@@ -98,4 +99,20 @@ func (podOS) Remove(ctx context.Context, dir string) error {
 		sandbox.UnmountShm(filepath.Join(dir, "shm")),
 		sandbox.RemoveNamespaces(filepath.Join(dir, "ns")),
 	)
+}
+
+// podNetStats reads pods' interface counters from inside their network
+// namespaces.
+type podNetStats struct{}
+
+func (podNetStats) InterfaceStats(ctx context.Context, netnsPath string) ([]cri.InterfaceStats, error) {
+	stats, err := sandbox.ReadInterfaceStats(ctx, netnsPath)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cri.InterfaceStats, 0, len(stats))
+	for _, s := range stats {
+		out = append(out, cri.InterfaceStats{Name: s.Name, RxBytes: s.RxBytes, RxErrors: s.RxErrors, TxBytes: s.TxBytes, TxErrors: s.TxErrors})
+	}
+	return out, nil
 }

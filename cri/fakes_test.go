@@ -1,0 +1,308 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.etcd.io/bbolt"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/image"
+	"github.com/skiffcri/skiff/meta"
+)
+
+// The fakes below stand in for the packages the CRI layer drives, so that
+// RPCs run end to end without root: a real meta store in a temp dir, shims
+// that keep container states in memory, a rootfs that is a plain directory.
+
+type fakeImages struct {
+	img image.Image
+	fs  image.FsUsage
+}
+
+func (f *fakeImages) Pull(context.Context, string, *image.Auth) (image.Image, error) {
+	return f.img, nil
+}
+func (f *fakeImages) List(context.Context, string) ([]image.Image, error) {
+	return []image.Image{f.img}, nil
+}
+func (f *fakeImages) Get(context.Context, string) (image.Image, error) { return f.img, nil }
+func (f *fakeImages) Remove(context.Context, string) error             { return nil }
+func (f *fakeImages) FsInfo(context.Context) (image.FsUsage, error)    { return f.fs, nil }
+func (f *fakeImages) Use(context.Context, string, string) error        { return nil }
+func (f *fakeImages) Release(context.Context, string, string) error    { return nil }
+
+type fakePodOS struct{}
+
+func (fakePodOS) Create(_ context.Context, dir string, cfg *runtimeapi.PodSandboxConfig) (spec.Namespaces, spec.PodFiles, error) {
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	var out spec.Namespaces
+	if ns.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+		out.Net, out.UTS = filepath.Join(dir, "ns/net"), filepath.Join(dir, "ns/uts")
+	}
+	if ns.GetIpc() != runtimeapi.NamespaceMode_NODE {
+		out.IPC = filepath.Join(dir, "ns/ipc")
+	}
+	return out, spec.PodFiles{Hostname: filepath.Join(dir, "hostname"), Hosts: filepath.Join(dir, "hosts"),
+		ResolvConf: filepath.Join(dir, "resolv.conf"), Shm: filepath.Join(dir, "shm")}, nil
+}
+func (fakePodOS) PinPID(dir string, pid int) (string, error) {
+	return filepath.Join(dir, "ns/pid"), nil
+}
+func (fakePodOS) SetHosts(string, bool, []string, string) error       { return nil }
+func (fakePodOS) Remove(context.Context, string) error                { return nil }
+func (fakeNetwork) GC(context.Context, []string) error                { return nil }
+func (fakeNetwork) Teardown(context.Context, PodNetworkRequest) error { return nil }
+func (fakeNetwork) Ready() error                                      { return nil }
+
+type fakeNetwork struct{}
+
+func (fakeNetwork) Setup(context.Context, PodNetworkRequest) ([]string, error) {
+	return []string{"10.88.0.7", "fd00::7"}, nil
+}
+func (fakeNetwork) Result(_ context.Context, podID string) (json.RawMessage, error) {
+	return json.RawMessage(`{"cniVersion":"1.0.0","ips":[{"address":"10.88.0.7/24"}]}`), nil
+}
+
+type fakeRootfs struct{ dir string }
+
+func (f fakeRootfs) Mount(_ context.Context, id, _ string) (string, error) {
+	p := filepath.Join(f.dir, id)
+	if err := os.MkdirAll(filepath.Join(p, "etc"), 0o755); err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(filepath.Join(p, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+}
+func (f fakeRootfs) Unmount(_ context.Context, id string) error {
+	return os.RemoveAll(filepath.Join(f.dir, id))
+}
+
+// fakeShims runs every pod's containers in one table.
+type fakeShims struct {
+	mu      sync.Mutex
+	pods    map[string]int // pod -> init pid (0: none)
+	states  map[string]ContainerState
+	specs   map[string]CreateRequest
+	nextPid int
+}
+
+func newFakeShims() *fakeShims {
+	return &fakeShims{pods: map[string]int{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, nextPid: 4000}
+}
+
+func (f *fakeShims) Start(_ context.Context, podID string, sharePID bool) (Shim, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pods[podID] = 0
+	if sharePID {
+		f.nextPid++
+		f.pods[podID] = f.nextPid
+	}
+	return &fakeShim{f: f, pod: podID}, nil
+}
+func (f *fakeShims) Connect(_ context.Context, podID string) (Shim, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.pods[podID]; !ok {
+		return nil, errdefs.NotFound("shim of pod %s", podID)
+	}
+	return &fakeShim{f: f, pod: podID}, nil
+}
+func (f *fakeShims) Stop(_ context.Context, podID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.pods, podID)
+	return nil
+}
+func (f *fakeShims) ExitState(_, id string) (ContainerState, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.states[id]
+	return st, ok && st.Status == StateExited
+}
+func (f *fakeShims) Cleanup(context.Context, string) error { return nil }
+
+// set changes a container's state as its process would.
+func (f *fakeShims) set(id string, fn func(*ContainerState)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.states[id]
+	fn(&st)
+	f.states[id] = st
+}
+
+type fakeShim struct {
+	f   *fakeShims
+	pod string
+}
+
+func (s *fakeShim) Create(_ context.Context, req CreateRequest) error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.nextPid++
+	s.f.states[req.ID] = ContainerState{Status: StateCreated, Pid: s.f.nextPid}
+	s.f.specs[req.ID] = req
+	return nil
+}
+func (s *fakeShim) Start(_ context.Context, id string) error {
+	s.f.set(id, func(st *ContainerState) { st.Status, st.StartedAt = StateRunning, time.Now() })
+	return nil
+}
+func (s *fakeShim) Kill(_ context.Context, id string, _ int, _ bool) error {
+	s.f.set(id, func(st *ContainerState) { st.Status, st.FinishedAt, st.ExitCode = StateExited, time.Now(), 137 })
+	return nil
+}
+func (s *fakeShim) State(_ context.Context, id string) (ContainerState, error) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	st, ok := s.f.states[id]
+	if !ok {
+		return ContainerState{}, errdefs.NotFound("container %s", id)
+	}
+	return st, nil
+}
+func (s *fakeShim) Wait(ctx context.Context, id string) (ContainerState, error) {
+	return s.State(ctx, id)
+}
+func (s *fakeShim) Delete(_ context.Context, id string) error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	delete(s.f.states, id)
+	return nil
+}
+func (s *fakeShim) ExecSync(context.Context, string, []string, time.Duration) ([]byte, []byte, int32, error) {
+	return nil, nil, 0, errdefs.Unimplemented("fake exec")
+}
+func (s *fakeShim) ReopenLog(context.Context, string) error { return nil }
+func (s *fakeShim) List(context.Context) ([]string, error)  { return nil, nil }
+func (s *fakeShim) Exec(context.Context, string, []string, Stdio) (int32, error) {
+	return 0, errdefs.Unimplemented("fake exec")
+}
+func (s *fakeShim) Attach(context.Context, string, Stdio) error {
+	return errdefs.Unimplemented("fake attach")
+}
+func (s *fakeShim) Close() error { return nil }
+func (s *fakeShim) InitPID() int {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.pods[s.pod]
+}
+
+// fakeKernel clamps oom_score_adj as a kernel refusing lower values does
+// and enforces hugepage limits only where told.
+type fakeKernel struct {
+	minOOM  int
+	hugetlb bool
+}
+
+func (k fakeKernel) OOMScoreAdj(int) (int, error) { return k.minOOM, nil }
+func (k fakeKernel) HugetlbLimited(string, string) (bool, error) {
+	return k.hugetlb, nil
+}
+
+type fakeNetStats struct {
+	ifaces []InterfaceStats
+	err    error
+	asked  []string
+}
+
+func (f *fakeNetStats) InterfaceStats(_ context.Context, netns string) ([]InterfaceStats, error) {
+	f.asked = append(f.asked, netns)
+	return f.ifaces, f.err
+}
+
+// testEnv is a Server on fakes.
+type testEnv struct {
+	s        *Server
+	shims    *fakeShims
+	netStats *fakeNetStats
+	images   *fakeImages
+	root     string
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := bbolt.Open(filepath.Join(dir, "meta.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := meta.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &testEnv{
+		shims:    newFakeShims(),
+		netStats: &fakeNetStats{},
+		images: &fakeImages{img: image.Image{
+			ID: "sha256:1111", RepoTags: []string{"docker.io/library/busybox:1.36"},
+			Config: ocispec.Image{Config: ocispec.ImageConfig{Cmd: []string{"sh"}, StopSignal: "SIGQUIT"}},
+		}},
+		root: filepath.Join(dir, "root"),
+	}
+	e.s = New(Options{
+		Images: e.images, Network: fakeNetwork{}, PodOS: fakePodOS{}, Shims: e.shims,
+		Rootfs: fakeRootfs{dir: filepath.Join(dir, "rootfs")}, Meta: store, NetStats: e.netStats,
+		StateDir: filepath.Join(dir, "state"), RootfsRoot: filepath.Join(e.root, "containers"),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	e.s.kernel = fakeKernel{minOOM: 0, hugetlb: true}
+	return e
+}
+
+func podConfigFor(name string, pid runtimeapi.NamespaceMode, network runtimeapi.NamespaceMode) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ns", Uid: name + "-uid"},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: "/kubepods/" + name,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
+				Pid: pid, Network: network,
+			}},
+		},
+	}
+}
+
+func (e *testEnv) runPod(t *testing.T, cfg *runtimeapi.PodSandboxConfig) string {
+	t.Helper()
+	resp, err := e.s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	return resp.PodSandboxId
+}
+
+func (e *testEnv) createContainer(t *testing.T, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) string {
+	t.Helper()
+	// As the kubelet does: the pod's namespace modes.
+	if cfg.Linux.SecurityContext == nil {
+		cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{}
+	}
+	cfg.Linux.SecurityContext.NamespaceOptions = podCfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	resp, err := e.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{
+		PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	return resp.ContainerId
+}
+
+func ctrConfig(name string, res *runtimeapi.LinuxContainerResources) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: "busybox"},
+		Args:     []string{"sleep", "1000"},
+		Linux:    &runtimeapi.LinuxContainerConfig{Resources: res},
+	}
+}

@@ -91,20 +91,22 @@ func (f fakeRootfs) Unmount(_ context.Context, id string) error {
 type fakeShims struct {
 	mu      sync.Mutex
 	pods    map[string]int // pod -> init pid (0: none)
+	exited  map[string]chan struct{}
 	states  map[string]ContainerState
 	specs   map[string]CreateRequest
 	nextPid int
 }
 
 func newFakeShims() *fakeShims {
-	return &fakeShims{pods: map[string]int{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, nextPid: 4000}
+	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, nextPid: 4000}
 }
 
-func (f *fakeShims) Start(_ context.Context, podID string, sharePID bool) (Shim, error) {
+func (f *fakeShims) Start(_ context.Context, podID string, opts ShimOptions) (Shim, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pods[podID] = 0
-	if sharePID {
+	f.exited[podID] = make(chan struct{})
+	if opts.SharePID {
 		f.nextPid++
 		f.pods[podID] = f.nextPid
 	}
@@ -118,11 +120,38 @@ func (f *fakeShims) Connect(_ context.Context, podID string) (Shim, error) {
 	}
 	return &fakeShim{f: f, pod: podID}, nil
 }
-func (f *fakeShims) Stop(_ context.Context, podID string) error {
+func (f *fakeShims) Stop(_ context.Context, podID, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := f.pods[podID]; ok {
+		close(f.exited[podID])
+	}
 	delete(f.pods, podID)
 	return nil
+}
+func (f *fakeShims) Running(podID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.pods[podID]
+	return ok
+}
+func (f *fakeShims) Died(string) bool { return false }
+func (f *fakeShims) WaitExit(ctx context.Context, podID string, _ int) error {
+	f.mu.Lock()
+	ch := f.exited[podID]
+	f.mu.Unlock()
+	if ch == nil {
+		return errdefs.NotFound("shim of pod %s", podID)
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (f *fakeShims) Lost(_ context.Context, podID, _ string) (ContainerState, error) {
+	return ContainerState{}, errdefs.Unavailable("shim of pod %s runs", podID)
 }
 func (f *fakeShims) ExitState(_, id string) (ContainerState, bool) {
 	f.mu.Lock()
@@ -192,6 +221,7 @@ func (s *fakeShim) Attach(context.Context, string, Stdio) error {
 	return errdefs.Unimplemented("fake attach")
 }
 func (s *fakeShim) Close() error { return nil }
+func (s *fakeShim) Pid() int     { return 3000 }
 func (s *fakeShim) InitPID() int {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()

@@ -56,6 +56,9 @@ type podInfo struct {
 	// its containers share; 0 when there is none, and PidNote says why.
 	Pid     int    `json:"pid"`
 	PidNote string `json:"pidNote,omitempty"`
+	// ShimPid is the host PID of the pod's skiff-shim, which runs its
+	// containers; 0 when it does not answer (stopped pod, dead shim).
+	ShimPid int `json:"shimPid"`
 	// Namespaces are the pinned namespace files by kind (net, ipc, uts,
 	// pid); kinds the pod shares with the node or its containers do not
 	// share are absent.
@@ -91,7 +94,7 @@ func (s *Server) podInfoJSON(ctx context.Context, rec *meta.Pod, cfg *runtimeapi
 			info.Namespaces[k] = p
 		}
 	}
-	info.Pid, info.PidNote = s.podInitPID(ctx, rec, cfg)
+	info.Pid, info.ShimPid, info.PidNote = s.podPIDs(ctx, rec, cfg)
 	if rec.State == podReady {
 		info.IPs = rec.IPs
 	}
@@ -111,25 +114,27 @@ func (s *Server) podInfoJSON(ctx context.Context, rec *meta.Pod, cfg *runtimeapi
 	return string(b), nil
 }
 
-// podInitPID is the host PID of the pod's init, or 0 and the reason.
-func (s *Server) podInitPID(ctx context.Context, rec *meta.Pod, cfg *runtimeapi.PodSandboxConfig) (int, string) {
-	switch cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() {
-	case runtimeapi.NamespaceMode_POD:
-	case runtimeapi.NamespaceMode_NODE:
-		return 0, "no pod init: the containers use the node's PID namespace"
-	default:
-		return 0, "no pod init: each container has its own PID namespace, and Skiff runs no pause process"
-	}
+// podPIDs are the host PIDs of the pod's init and shim, with the reason
+// when there is no init.
+func (s *Server) podPIDs(ctx context.Context, rec *meta.Pod, cfg *runtimeapi.PodSandboxConfig) (initPid, shimPid int, note string) {
 	if rec.State != podReady {
-		return 0, "no pod init: the pod is stopped"
+		return 0, 0, "no pod init: the pod is not ready"
 	}
 	shim, err := s.shims.Connect(ctx, rec.ID)
 	if err != nil {
-		return 0, fmt.Sprintf("pod init unknown: the pod's shim does not answer: %v", err)
+		return 0, 0, fmt.Sprintf("pod init unknown: the pod's shim does not answer: %v", err)
 	}
 	defer shim.Close()
-	if pid := shim.InitPID(); pid > 0 {
-		return pid, ""
+	shimPid = shim.Pid()
+	switch cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() {
+	case runtimeapi.NamespaceMode_POD:
+	case runtimeapi.NamespaceMode_NODE:
+		return 0, shimPid, "no pod init: the containers use the node's PID namespace"
+	default:
+		return 0, shimPid, "no pod init: each container has its own PID namespace, and Skiff runs no pause process"
 	}
-	return 0, "pod init unknown: the pod's shim reports none"
+	if pid := shim.InitPID(); pid > 0 {
+		return pid, shimPid, ""
+	}
+	return 0, shimPid, "pod init unknown: the pod's shim reports none"
 }

@@ -256,7 +256,7 @@ func TestPodSandboxStatusInfo(t *testing.T) {
 			wantNS: []string{"ipc", "net", "uts"}, wantIPs: true, wantCNI: true},
 		{name: "host PID and network", pid: runtimeapi.NamespaceMode_NODE, net: runtimeapi.NamespaceMode_NODE,
 			wantNote: "node's PID namespace", wantNS: []string{"ipc"}},
-		{name: "stopped", pid: runtimeapi.NamespaceMode_POD, stop: true, wantNote: "stopped",
+		{name: "stopped", pid: runtimeapi.NamespaceMode_POD, stop: true, wantNote: "not ready",
 			wantNS: []string{"ipc", "net", "pid", "uts"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,6 +276,9 @@ func TestPodSandboxStatusInfo(t *testing.T) {
 			var info podInfo
 			if err := json.Unmarshal([]byte(raw), &info); err != nil {
 				t.Fatalf("info is not JSON: %v\n%s", err, raw)
+			}
+			if wantShim := !tc.stop; (info.ShimPid == 3000) != wantShim {
+				t.Errorf("shimPid = %d, want the shim's (3000) iff the pod is ready", info.ShimPid)
 			}
 			if tc.wantPid {
 				if info.Pid == 0 || info.Pid != e.shims.pods[pod] || info.PidNote != "" {

@@ -25,6 +25,7 @@ type containerInfo struct {
 
 type podInfo struct {
 	Pid        int               `json:"pid"`
+	ShimPid    int               `json:"shimPid"`
 	PidNote    string            `json:"pidNote"`
 	Namespaces map[string]string `json:"namespaces"`
 	IPs        []string          `json:"ips"`
@@ -265,11 +266,21 @@ func TestSharedPIDPodInfoPid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pod init %d: %v", info.Pid, err)
 	}
-	var nspid string
+	var nspid, ppid string
 	for _, l := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(l, "NSpid:"); ok {
 			nspid = strings.Join(strings.Fields(v), " ")
 		}
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			ppid = strings.TrimSpace(v)
+		}
+	}
+	// The init is the child of the pod's shim, whose pid the info gives.
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", info.ShimPid)); err != nil || filepath.Base(exe) != "skiff-shim" {
+		t.Errorf("shimPid %d runs %q (%v), want skiff-shim", info.ShimPid, exe, err)
+	}
+	if ppid != strconv.Itoa(info.ShimPid) {
+		t.Errorf("pod init's parent is %s, want the shim %d", ppid, info.ShimPid)
 	}
 	if want := strconv.Itoa(info.Pid) + " 1"; nspid != want {
 		t.Errorf("pod init NSpid %q, want %q (PID 1 of its own namespace)", nspid, want)

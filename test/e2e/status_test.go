@@ -147,12 +147,21 @@ func TestStatusResourcesAndInfo(t *testing.T) {
 	}
 	// The pid is the container's process on the host: it runs sleep 1000,
 	// in the container's cgroup, with the container's oom_score_adj.
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		t.Fatalf("info pid %d is not a live process: %v", pid, err)
+	// RUNNING is reported once the start barrier is released; the init
+	// may still be on its way to execve, so give it a moment.
+	var args []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			t.Fatalf("info pid %d is not a live process: %v", pid, err)
+		}
+		args = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if reflect.DeepEqual(args, []string{"sleep", "1000"}) || time.Now().After(deadline) {
+			break
+		}
 	}
-	if got := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00"); !reflect.DeepEqual(got, []string{"sleep", "1000"}) {
-		t.Errorf("process %d runs %q, want sleep 1000", pid, got)
+	if !reflect.DeepEqual(args, []string{"sleep", "1000"}) {
+		t.Errorf("process %d runs %q, want sleep 1000", pid, args)
 	}
 	if info.RuntimeSpec == nil || info.RuntimeSpec.Linux == nil || info.RuntimeSpec.Process == nil {
 		t.Fatalf("runtimeSpec missing or not an OCI spec: %+v", info.RuntimeSpec)
@@ -201,6 +210,15 @@ func TestStatusResourcesAndInfo(t *testing.T) {
 	}
 	if r := info.RuntimeSpec.Linux.Resources; r == nil || r.Memory == nil || *r.Memory.Limit != 128*mib || *r.CPU.Quota != 80000 {
 		t.Errorf("runtimeSpec resources after update = %+v", r)
+	}
+
+	// Nothing of it lives in skiffd's memory: a killed and restarted
+	// daemon reports the same.
+	d.kill9()
+	d.restart()
+	st, info = d.verboseContainer(t, id)
+	if got := st.GetResources().GetLinux(); got.String() != upd.String() || info.Pid != pid {
+		t.Errorf("after a daemon restart: resources %v pid %d, want %v and %d", got, info.Pid, upd, pid)
 	}
 
 	// A stopped container reports no pid, its resources stay.

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/sysctl"
 )
 
 // Executor creates and manages containers. The zero value is not usable:
@@ -202,26 +203,21 @@ func planNamespaces(l *specs.Linux) (nsPlan, error) {
 	return p, nil
 }
 
-// validateSysctls accepts only sysctls that are namespaced and whose
-// namespace is not the host's, as the kubelet's safe-sysctl rules assume.
+// validateSysctls accepts only sysctls that are namespaced (package
+// sysctl's rule) and whose namespace is not the host's.
 func validateSysctls(sysctls map[string]string, l *specs.Linux) error {
 	has := map[specs.LinuxNamespaceType]bool{}
 	for _, ns := range l.Namespaces {
 		has[ns.Type] = true
 	}
 	for k := range sysctls {
-		var need specs.LinuxNamespaceType
-		switch {
-		case strings.HasPrefix(k, "net."):
-			need = specs.NetworkNamespace
-		case strings.HasPrefix(k, "fs.mqueue."), strings.HasPrefix(k, "kernel.shm"),
-			strings.HasPrefix(k, "kernel.msg"), k == "kernel.sem", k == "kernel.sem_next_id":
-			need = specs.IPCNamespace
-		case k == "kernel.hostname", k == "kernel.domainname":
-			need = specs.UTSNamespace
-		default:
-			return errdefs.InvalidArgument("sysctl %q is not namespaced", k)
+		kind, err := sysctl.Classify(k)
+		if err != nil {
+			return err
 		}
+		need := map[sysctl.Namespace]specs.LinuxNamespaceType{
+			sysctl.Net: specs.NetworkNamespace, sysctl.IPC: specs.IPCNamespace, sysctl.UTS: specs.UTSNamespace,
+		}[kind]
 		if !has[need] {
 			return errdefs.InvalidArgument("sysctl %q needs a %s namespace that is not the host's", k, need)
 		}

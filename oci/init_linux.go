@@ -15,6 +15,8 @@ import (
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiffcri/skiff/sysctl"
 )
 
 // InitOptions are the hooks the skiff-shim binary hands to the init.
@@ -456,25 +458,10 @@ func setupConsole(syncFD int, p *specs.Process, bindConsole bool) error {
 // The parent has checked they are namespaced.
 func writeSysctls(sysctls map[string]string) error {
 	for k, v := range sysctls {
-		p := "/proc/sys/" + sysctlPath(k)
+		p := "/proc/sys/" + sysctl.Path(k)
 		if err := os.WriteFile(p, []byte(v), 0); err != nil {
 			return fmt.Errorf("set sysctl %s=%s: %w", k, v, err)
 		}
 	}
 	return nil
-}
-
-// sysctlPath turns "net.ipv4.conf.eth0/1.forwarding" into
-// "net/ipv4/conf/eth0.1/forwarding": dots and slashes swap, as sysctl(8)
-// does for interface names containing dots.
-func sysctlPath(key string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '.':
-			return '/'
-		case '/':
-			return '.'
-		}
-		return r
-	}, key)
 }

@@ -60,18 +60,6 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
-func TestSysctlPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"net.ipv4.ip_forward":             "net/ipv4/ip_forward",
-		"net.ipv4.conf.eth0/1.forwarding": "net/ipv4/conf/eth0.1/forwarding",
-		"kernel.shm_rmid_forced":          "kernel/shm_rmid_forced",
-	} {
-		if got := sysctlPath(in); got != want {
-			t.Errorf("%s: got %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestValidateSysctls(t *testing.T) {
 	withNS := func(types ...specs.LinuxNamespaceType) *specs.Linux {
 		l := &specs.Linux{}
@@ -92,6 +80,7 @@ func TestValidateSysctls(t *testing.T) {
 		{"mqueue", "fs.mqueue.msg_max", withNS(specs.IPCNamespace), true},
 		{"not namespaced", "vm.swappiness", withNS(specs.NetworkNamespace, specs.IPCNamespace), false},
 		{"kernel non-ipc", "kernel.pid_max", withNS(specs.IPCNamespace), false},
+		{"escapes its namespace's tree", "net.//.kernel.core_pattern", withNS(specs.NetworkNamespace), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := validateSysctls(map[string]string{c.key: "1"}, c.l)

@@ -11,63 +11,26 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/sysctl"
 )
 
-// ipcSysctls are the kernel.* sysctls that belong to the IPC namespace (as
-// runc and the kubelet classify them); fs.mqueue.* is IPC too.
-var ipcSysctls = map[string]bool{
-	"kernel.msgmax":          true,
-	"kernel.msgmnb":          true,
-	"kernel.msgmni":          true,
-	"kernel.sem":             true,
-	"kernel.shmall":          true,
-	"kernel.shmmax":          true,
-	"kernel.shmmni":          true,
-	"kernel.shm_rmid_forced": true,
-}
-
-// NormalizeSysctl returns name in dotted form. Kubernetes accepts names with
-// '/' as the separator too ("net/ipv4/conf/eth0.100/rp_filter"); in that form
-// dots are part of a component and become slashes in the dotted form.
-func NormalizeSysctl(name string) string {
-	i := strings.IndexAny(name, "./")
-	if i < 0 || name[i] == '.' {
-		return name
-	}
-	return swapDotsSlashes(name)
-}
-
-func swapDotsSlashes(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '.':
-			return '/'
-		case '/':
-			return '.'
-		}
-		return r
-	}, s)
-}
-
-// SysctlNamespace returns the namespace kind a sysctl belongs to, or an
-// ErrInvalidArgument error for a sysctl that is not namespaced (it would
-// change the host).
+// SysctlNamespace returns the pod namespace a sysctl belongs to, or an
+// ErrInvalidArgument error for a sysctl that is malformed or not namespaced
+// (it would change the host). The rule is package sysctl's.
 func SysctlNamespace(name string) (NamespaceSet, error) {
-	name = NormalizeSysctl(name)
-	for _, comp := range strings.Split(swapDotsSlashes(name), "/") {
-		if comp == "" || comp == "." || comp == ".." {
-			return 0, errdefs.InvalidArgument("sysctl %q: malformed name", name)
-		}
+	kind, err := sysctl.Classify(name)
+	if err != nil {
+		return 0, err
 	}
-	switch {
-	case strings.HasPrefix(name, "net."):
+	switch kind {
+	case sysctl.Net:
 		return NetNS, nil
-	case ipcSysctls[name], strings.HasPrefix(name, "fs.mqueue."):
+	case sysctl.IPC:
 		return IPCNS, nil
-	case name == "kernel.domainname":
+	case sysctl.UTS:
 		return UTSNS, nil
 	}
-	return 0, errdefs.InvalidArgument("sysctl %q is not namespaced and cannot be set for a pod", name)
+	return 0, errdefs.InvalidArgument("sysctl %q: unknown namespace %v", name, kind)
 }
 
 // ApplySysctls writes namespaced sysctls into the pod's namespaces: net.*
@@ -103,7 +66,7 @@ func ApplySysctls(ns Namespaces, sysctls map[string]string) error {
 		if strings.ContainsAny(val, "\n") {
 			return errdefs.InvalidArgument("sysctl %q: value contains a newline", name)
 		}
-		writes = append(writes, [2]string{sysctlPath(NormalizeSysctl(name)), val})
+		writes = append(writes, [2]string{filepath.Join("/proc/sys", sysctl.Path(name)), val})
 	}
 	return join.Do(func() error {
 		for _, w := range writes {
@@ -113,11 +76,6 @@ func ApplySysctls(ns Namespaces, sysctls map[string]string) error {
 		}
 		return nil
 	})
-}
-
-// sysctlPath maps a dotted name to its /proc/sys file.
-func sysctlPath(dotted string) string {
-	return filepath.Join("/proc/sys", swapDotsSlashes(dotted))
 }
 
 // writeSysctl must run on a thread inside the target namespaces: /proc/sys

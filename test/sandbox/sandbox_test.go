@@ -22,6 +22,7 @@ import (
 
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/sandbox"
+	"github.com/skiffcri/skiff/sysctl"
 )
 
 func needRoot(t *testing.T) {
@@ -251,7 +252,7 @@ func TestApplySysctls(t *testing.T) {
 		t.Fatal(err)
 	}
 	for n, w := range want {
-		n = sandbox.NormalizeSysctl(n)
+		n = sysctl.Normalize(n)
 		if got[n] != w {
 			t.Errorf("in pod %s = %q, want %q", n, got[n], w)
 		}

@@ -653,6 +653,7 @@ func TestDeleteCreatedContainer(t *testing.T) {
 }
 
 func TestRuntimeCLI(t *testing.T) {
+	needRoot(t)
 	root := t.TempDir()
 	bundle := t.TempDir()
 	writeBundle := func(script string) {

@@ -158,6 +158,8 @@ type wireError struct {
 	Message string `json:"message"`
 }
 
+// kinds are the error kinds that cross the wire: every errdefs sentinel
+// (TestWireErrorKinds round-trips each) and deadlines.
 var kinds = []struct {
 	name string
 	err  error
@@ -167,6 +169,8 @@ var kinds = []struct {
 	{"invalid_argument", errdefs.ErrInvalidArgument},
 	{"failed_precondition", errdefs.ErrFailedPrecondition},
 	{"unavailable", errdefs.ErrUnavailable},
+	{"unimplemented", errdefs.ErrUnimplemented},
+	{"resource_exhausted", errdefs.ErrResourceExhausted},
 	{"deadline_exceeded", context.DeadlineExceeded},
 }
 

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/atomicfile"
 )
 
 // rollbackTimeout bounds the DEL that undoes a failed ADD; it runs on a
@@ -79,24 +80,8 @@ func (m *Manager) writeRecord(rec *record) error {
 		return fmt.Errorf("encode attachment record of pod %s: %w", rec.PodID, err)
 	}
 	path := m.recordPath(rec.PodID, rec.IfName)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
 	// The record must be durable before the plugins allocate anything.
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 func (m *Manager) readRecord(podID, ifName string) (*record, error) {

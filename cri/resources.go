@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/atomicfile"
 	"github.com/skiffcri/skiff/meta"
 	"github.com/skiffcri/skiff/oci/cgroups"
 )
@@ -225,12 +226,7 @@ func writeSpec(rec *meta.Container, s *specs.Spec) error {
 		return fmt.Errorf("container %s: bundle: %w", rec.ID, err)
 	}
 	path := filepath.Join(rec.Bundle, specFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("container %s: write spec: %w", rec.ID, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("container %s: write spec: %w", rec.ID, err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/atomicfile"
 )
 
 // ExitRecord is the durable record of a container's exit, written to
@@ -33,40 +34,7 @@ func WriteExitFile(dir string, rec ExitRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode exit record of %q: %w", rec.ID, err)
 	}
-	tmp, err := os.CreateTemp(dir, ".exit-*")
-	if err != nil {
-		return err
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, ExitFileName)); err != nil {
-		return err
-	}
-	committed = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return &os.PathError{Op: "fsync", Path: dir, Err: err}
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(dir, ExitFileName), b, 0o644)
 }
 
 // ReadExitFile reads dir/exit.json. It returns an error wrapping

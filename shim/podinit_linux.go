@@ -1,12 +1,15 @@
 package shim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,4 +73,72 @@ func podInitMain() int {
 			return 0
 		}
 	}
+}
+
+// startPodInit starts the pod init and returns the function that stops it
+// when the shim shuts down (ending every process left in the namespace).
+func (d *daemon) startPodInit() (func(), error) {
+	bin := d.cfg.InitBinary
+	if bin == "" {
+		bin = "/proc/self/exe"
+	}
+	p, pidfd, err := d.reaper.spawn(func() (Process, error) {
+		cmd, err := startPodInit(bin)
+		if err != nil {
+			return nil, err
+		}
+		return execProcess{cmd}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.initPid = p.Pid()
+	pc, _ := d.cfg.Runtime.(PodCgroups)
+	if d.cfg.PodCgroup != "" && pc == nil {
+		d.cfg.Logger.Warn("the runtime cannot place the pod init in the pod cgroup", "cgroup", d.cfg.PodCgroup)
+	}
+	if d.cfg.PodCgroup != "" && pc != nil {
+		if err := pc.JoinPodCgroup(d.cfg.PodCgroup, p.Pid()); err != nil {
+			if pidfd >= 0 {
+				unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+				unix.Close(pidfd)
+			}
+			_, _ = p.Wait()
+			d.reaper.release(p.Pid())
+			_ = pc.RemovePodCgroup(context.Background(), d.cfg.PodCgroup)
+			return nil, fmt.Errorf("pod init: %w", err)
+		}
+	}
+	exited := make(chan struct{})
+	stopping := false
+	var mu sync.Mutex
+	go func() {
+		es, err := p.Wait()
+		d.reaper.release(p.Pid())
+		mu.Lock()
+		if !stopping {
+			// The pod's PID namespace is gone with it: containers that
+			// share it were killed by the kernel.
+			d.cfg.Logger.Error("pod init exited", "pid", p.Pid(), "exitCode", es.Code, "signal", es.Signal, "error", err)
+		}
+		mu.Unlock()
+		close(exited)
+	}()
+	return func() {
+		mu.Lock()
+		stopping = true
+		mu.Unlock()
+		if pidfd >= 0 {
+			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+			unix.Close(pidfd)
+		}
+		<-exited
+		if d.cfg.PodCgroup != "" && pc != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := pc.RemovePodCgroup(ctx, d.cfg.PodCgroup); err != nil {
+				d.cfg.Logger.Warn("remove the pod init's cgroup", "cgroup", d.cfg.PodCgroup, "err", err)
+			}
+		}
+	}, nil
 }

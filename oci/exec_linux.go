@@ -1,0 +1,106 @@
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiffcri/skiff/errdefs"
+)
+
+// Exec starts p inside running container id: in all its namespaces and
+// its cgroup, with the container's seccomp profile and, when p has none,
+// its capabilities.
+func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio IO) (proc *Process, retErr error) {
+	dir, err := e.dir(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateProcess(p); err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	st, err := readState(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	specJSON, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("container %q: read config: %w", id, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(specJSON, &spec); err != nil {
+		return nil, fmt.Errorf("container %q: decode config: %w", id, err)
+	}
+	proc2 := *p
+	if proc2.Capabilities == nil && spec.Process != nil {
+		proc2.Capabilities = spec.Process.Capabilities
+	}
+	spec.Process = &proc2
+
+	// Open the namespaces, then check the init is still the same process,
+	// so the fds cannot belong to a process that reused the pid.
+	base := "/proc/" + strconv.Itoa(st.Pid) + "/ns/"
+	var join []nsJoin
+	defer func() { closeJoins(join) }()
+	for _, ns := range execNamespaces {
+		// Joined even when it looks like ours: this process's leader
+		// thread may sit in another namespace than the cloning thread, and
+		// setns to the namespace one is in is harmless.
+		f, err := os.Open(base + ns.name)
+		if err != nil {
+			return nil, errdefs.FailedPrecondition("container %q is not running", id)
+		}
+		join = append(join, nsJoin{typ: ns.typ, path: base + ns.name, fd: f})
+	}
+	mntns, err := os.Open(base + "mnt")
+	if err != nil {
+		return nil, errdefs.FailedPrecondition("container %q is not running", id)
+	}
+	defer mntns.Close()
+	if !initAlive(st) {
+		return nil, errdefs.FailedPrecondition("container %q is not running", id)
+	}
+
+	l, err := e.newLaunch(stdio, p.Terminal, mntns)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	l.addEnvFD(envMountNS, 2)
+	if err := startInit(l.cmd, join); err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	l.closeChildFiles()
+	pid := l.cmd.Process.Pid
+	defer func() {
+		if retErr != nil {
+			l.cmd.Process.Kill()
+			l.cmd.Wait()
+		}
+	}()
+	cg, err := e.cgroup(st)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %q: cgroup: %w", id, err)
+	}
+	if cg != nil {
+		if err := cg.Apply(pid); err != nil {
+			return nil, fmt.Errorf("exec in container %q: join cgroup: %w", id, err)
+		}
+	}
+	if err := e.setProcessLimits(pid, &proc2); err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	if err := l.sendConfig(&initConfig{Exec: true, Spec: &spec, Process: &proc2}); err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	console, err := l.await(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	return &Process{Pid: pid, Console: console, cmd: l.cmd}, nil
+}

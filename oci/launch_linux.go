@@ -1,0 +1,157 @@
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// launch holds the plumbing shared by Create and Exec.
+type launch struct {
+	cmd        *exec.Cmd
+	cfgW       *os.File
+	sync       *net.UnixConn
+	childFiles []*os.File
+}
+
+func (e *Executor) newLaunch(stdio IO, terminal bool, extra ...*os.File) (*launch, error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "init-sync")
+	child := os.NewFile(uintptr(fds[1]), "init-sync-child")
+	conn, err := net.FileConn(parent)
+	parent.Close()
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		child.Close()
+		return nil, fmt.Errorf("sync socket: %w", err)
+	}
+	l := &launch{cfgW: cfgW, sync: conn.(*net.UnixConn), childFiles: []*os.File{cfgR, child}}
+	files := append([]*os.File{cfgR, child}, extra...)
+	env := []string{envConfigFD + "=3", envSyncFD + "=4"}
+	cmd := &exec.Cmd{
+		Path:        e.initPath(),
+		Args:        []string{"skiff-shim", "init"},
+		ExtraFiles:  files,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if !terminal {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+		// os/exec turns a nil *os.File stored in an interface into a
+		// non-nil interface; keep nil meaning /dev/null.
+		if stdio.Stdin == nil {
+			cmd.Stdin = nil
+		}
+		if stdio.Stdout == nil {
+			cmd.Stdout = nil
+		}
+		if stdio.Stderr == nil {
+			cmd.Stderr = nil
+		}
+	}
+	cmd.Env = env
+	l.cmd = cmd
+	return l, nil
+}
+
+func (l *launch) addEnvFD(name string, fdIndex int) {
+	l.cmd.Env = append(l.cmd.Env, name+"="+strconv.Itoa(3+fdIndex))
+}
+
+func (l *launch) closeChildFiles() {
+	for _, f := range l.childFiles {
+		f.Close()
+	}
+	l.childFiles = nil
+}
+
+func (l *launch) close() {
+	l.closeChildFiles()
+	l.cfgW.Close()
+	l.sync.Close()
+}
+
+// sendConfig writes the init's configuration and closes the pipe.
+func (l *launch) sendConfig(cfg *initConfig) error {
+	err := json.NewEncoder(l.cfgW).Encode(cfg)
+	l.cfgW.Close()
+	if err != nil {
+		return fmt.Errorf("send init config: %w", err)
+	}
+	return nil
+}
+
+// await reads the init's messages until "ready" (create) or until the
+// socket closes on execve (exec). It returns the pty master if one came.
+func (l *launch) await(ctx context.Context, untilReady bool) (*os.File, error) {
+	stop := context.AfterFunc(ctx, func() { l.sync.SetReadDeadline(time.Now()) })
+	defer stop()
+	var console *os.File
+	fail := func(err error) (*os.File, error) {
+		if console != nil {
+			console.Close()
+		}
+		return nil, err
+	}
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4))
+	for {
+		n, oobn, _, _, err := l.sync.ReadMsgUnix(buf, oob)
+		if errors.Is(err, io.EOF) {
+			n, err = 0, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fail(ctx.Err())
+			}
+			return fail(fmt.Errorf("read from init: %w", err))
+		}
+		if n == 0 {
+			if untilReady {
+				return fail(errors.New("init exited during set-up"))
+			}
+			return console, nil
+		}
+		var m syncMsg
+		if err := json.Unmarshal(buf[:n], &m); err != nil {
+			return fail(fmt.Errorf("bad message from init: %w", err))
+		}
+		switch m.Type {
+		case msgError:
+			return fail(errors.New(m.Error))
+		case msgReady:
+			return console, nil
+		case msgPty:
+			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err != nil || len(msgs) != 1 {
+				return fail(fmt.Errorf("pty message without fd: %v", err))
+			}
+			fds, err := unix.ParseUnixRights(&msgs[0])
+			if err != nil || len(fds) != 1 {
+				return fail(fmt.Errorf("pty message without fd: %v", err))
+			}
+			console = os.NewFile(uintptr(fds[0]), "pty-master")
+		default:
+			return fail(fmt.Errorf("unknown message %q from init", m.Type))
+		}
+	}
+}

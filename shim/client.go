@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/shim/internal/wire"
 )
 
 // maxResponse bounds one response: two capped exec streams, base64 encoded,
@@ -99,14 +100,13 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 // ReadExitFile).
 func Connect(ctx context.Context, dir string) (*Client, error) {
 	c := &Client{dir: dir, sock: filepath.Join(dir, SocketName)}
-	var resp response
-	if err := c.call(ctx, &request{Op: opPing}, &resp); err != nil {
+	var resp wire.Response
+	if err := c.call(ctx, &wire.Request{Op: wire.OpPing}, &resp); err != nil {
 		return nil, err
 	}
-	if resp.Info == nil {
-		return nil, fmt.Errorf("shim at %s: ping without info", c.sock)
+	if err := c.decode(resp.Info, &c.info, wire.OpPing, "info"); err != nil {
+		return nil, err
 	}
-	c.info = *resp.Info
 	return c, nil
 }
 
@@ -125,7 +125,7 @@ func (c *Client) InitPid() int { return c.info.InitPid }
 
 // dial connects to the shim's socket.
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {
-	addr, release, err := socketAddr(c.dir)
+	addr, release, err := wire.SocketAddr(c.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 
 // call sends req and decodes the response into resp. Cancelling ctx closes
 // the connection, which also cancels the request in the shim.
-func (c *Client) call(ctx context.Context, req *request, resp *response) error {
+func (c *Client) call(ctx context.Context, req *wire.Request, resp *wire.Response) error {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -157,10 +157,10 @@ func (c *Client) call(ctx context.Context, req *request, resp *response) error {
 	if err := json.NewDecoder(io.LimitReader(conn, maxResponse)).Decode(resp); err != nil {
 		return c.ioErr(ctx, req, err)
 	}
-	return fromWire(resp.Error)
+	return wire.FromWire(resp.Error)
 }
 
-func (c *Client) ioErr(ctx context.Context, req *request, err error) error {
+func (c *Client) ioErr(ctx context.Context, req *wire.Request, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -170,86 +170,115 @@ func (c *Client) ioErr(ctx context.Context, req *request, err error) error {
 	return fmt.Errorf("shim at %s, %s: %w", c.sock, req.Op, err)
 }
 
-func (c *Client) stateCall(ctx context.Context, req *request) (ContainerState, error) {
-	var resp response
+// decode decodes the body b of the answer to op into v; what names the
+// body for the error when it is missing.
+func (c *Client) decode(b json.RawMessage, v any, op, what string) error {
+	if len(b) == 0 || string(b) == "null" {
+		return fmt.Errorf("shim %s: %s answer without %s", c.sock, op, what)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("shim %s: %s answer: %w", c.sock, op, err)
+	}
+	return nil
+}
+
+func (c *Client) stateCall(ctx context.Context, req *wire.Request) (ContainerState, error) {
+	var resp wire.Response
 	if err := c.call(ctx, req, &resp); err != nil {
 		return ContainerState{}, err
 	}
-	if resp.State == nil {
-		return ContainerState{}, fmt.Errorf("shim %s: %s answer without state", c.sock, req.Op)
+	var st ContainerState
+	if err := c.decode(resp.State, &st, req.Op, "state"); err != nil {
+		return ContainerState{}, err
 	}
-	return *resp.State, nil
+	return st, nil
 }
 
 // CreateContainer creates a container stopped at its start barrier. Its
 // output is already being logged from here on.
 func (c *Client) CreateContainer(ctx context.Context, req CreateRequest) (ContainerState, error) {
-	return c.stateCall(ctx, &request{Op: opCreate, Create: &req})
+	body, err := wire.Encode(&req)
+	if err != nil {
+		return ContainerState{}, err
+	}
+	return c.stateCall(ctx, &wire.Request{Op: wire.OpCreate, Create: body})
 }
 
 // StartContainer releases the container's start barrier.
 func (c *Client) StartContainer(ctx context.Context, id string) (ContainerState, error) {
-	return c.stateCall(ctx, &request{Op: opStart, ID: id})
+	return c.stateCall(ctx, &wire.Request{Op: wire.OpStart, ID: id})
 }
 
 // KillContainer sends sig to the container's init, or with all to every
 // process of the container. Signalling an exited container succeeds.
 func (c *Client) KillContainer(ctx context.Context, id string, sig syscall.Signal, all bool) error {
-	return c.call(ctx, &request{Op: opKill, ID: id, Signal: int(sig), All: all}, &response{})
+	return c.call(ctx, &wire.Request{Op: wire.OpKill, ID: id, Signal: int(sig), All: all}, &wire.Response{})
 }
 
 // ContainerState returns the shim's view of one container.
 func (c *Client) ContainerState(ctx context.Context, id string) (ContainerState, error) {
-	return c.stateCall(ctx, &request{Op: opState, ID: id})
+	return c.stateCall(ctx, &wire.Request{Op: wire.OpState, ID: id})
 }
 
 // DeleteContainer forgets an exited or created (never started) container
 // and removes its default state directory. A running container gives
 // errdefs.ErrFailedPrecondition: kill it and Wait first.
 func (c *Client) DeleteContainer(ctx context.Context, id string) error {
-	return c.call(ctx, &request{Op: opDelete, ID: id}, &response{})
+	return c.call(ctx, &wire.Request{Op: wire.OpDelete, ID: id}, &wire.Response{})
 }
 
 // Wait blocks until the container has exited and its exit record is on
 // disk, then returns its final state.
 func (c *Client) Wait(ctx context.Context, id string) (ContainerState, error) {
-	return c.stateCall(ctx, &request{Op: opWait, ID: id})
+	return c.stateCall(ctx, &wire.Request{Op: wire.OpWait, ID: id})
 }
 
 // ExecSync runs a command in a running container and returns its output
 // (each stream capped at MaxExecOutput) and exit code. A timeout gives an
 // error wrapping context.DeadlineExceeded after the command was killed.
 func (c *Client) ExecSync(ctx context.Context, req ExecSyncRequest) (ExecSyncResult, error) {
-	var resp response
-	if err := c.call(ctx, &request{Op: opExecSync, Exec: &req}, &resp); err != nil {
+	body, err := wire.Encode(&req)
+	if err != nil {
 		return ExecSyncResult{}, err
 	}
-	if resp.Exec == nil {
-		return ExecSyncResult{}, fmt.Errorf("shim %s: exec answer without result", c.sock)
+	var resp wire.Response
+	if err := c.call(ctx, &wire.Request{Op: wire.OpExecSync, Exec: body}, &resp); err != nil {
+		return ExecSyncResult{}, err
 	}
-	return *resp.Exec, nil
+	var res ExecSyncResult
+	if err := c.decode(resp.Exec, &res, wire.OpExecSync, "result"); err != nil {
+		return ExecSyncResult{}, err
+	}
+	return res, nil
 }
 
 // ReopenLog closes and reopens the container's log file, after the kubelet
 // renamed it for rotation.
 func (c *Client) ReopenLog(ctx context.Context, id string) error {
-	return c.call(ctx, &request{Op: opReopen, ID: id}, &response{})
+	return c.call(ctx, &wire.Request{Op: wire.OpReopen, ID: id}, &wire.Response{})
 }
 
 // ListContainers returns every container the shim holds, oldest first.
 func (c *Client) ListContainers(ctx context.Context) ([]ContainerState, error) {
-	var resp response
-	if err := c.call(ctx, &request{Op: opList}, &resp); err != nil {
+	var resp wire.Response
+	if err := c.call(ctx, &wire.Request{Op: wire.OpList}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.States, nil
+	if len(resp.States) == 0 {
+		return nil, nil
+	}
+	var states []ContainerState
+	if err := c.decode(resp.States, &states, wire.OpList, "states"); err != nil {
+		return nil, err
+	}
+	return states, nil
 }
 
 // Shutdown stops the shim. It fails with errdefs.ErrFailedPrecondition
 // while a container is created or running. It returns once the shim's
 // process has gone (or ctx ends).
 func (c *Client) Shutdown(ctx context.Context) error {
-	if err := c.call(ctx, &request{Op: opShutdown}, &response{}); err != nil {
+	if err := c.call(ctx, &wire.Request{Op: wire.OpShutdown}, &wire.Response{}); err != nil {
 		return err
 	}
 	for {

@@ -1,8 +1,11 @@
-// Package shim holds skiff-shim, the long-lived per-pod process that owns the
-// pod's containers while skiffd comes and goes, and the client skiffd uses to
-// talk to it.
+// Package shim is the client side of skiff-shim, the long-lived per-pod
+// process that owns the pod's containers while skiffd comes and goes: Start
+// and Connect, the Client and its request and state types, the durable exit
+// records (ReadExitFile, WriteExitFile), and watching a shim process
+// (WaitExit, IsShimProcess, PidFromFile). The daemon itself is package
+// shim/daemon.
 //
-// The shim is a child subreaper: it launches containers through a Runtime
+// The shim is a child subreaper: it launches containers through a runtime
 // (the oci executor in production), reaps every process that ends below it,
 // writes container stdout and stderr to the kubelet's log file in the CRI
 // format (package crilog), and records each exit in <state dir>/exit.json
@@ -17,8 +20,11 @@
 // with one JSON object (a response) and closes the connection. A client that
 // closes its end early cancels the request (Wait, ExecSync). Errors carry a
 // kind ("not_found", "already_exists", "invalid_argument",
-// "failed_precondition", "unavailable", "deadline_exceeded") that the client
-// maps back onto the errdefs sentinels.
+// "failed_precondition", "unavailable", "unimplemented",
+// "resource_exhausted", "deadline_exceeded") that the client maps back onto
+// the errdefs sentinels (RemoteError). The envelopes, operation names and
+// frame codec live in shim/internal/wire, shared with the daemon; the
+// bodies are this package's types.
 //
 // Interactive exec and attach (Client.Exec, Client.Attach) keep their
 // connection open after the request line and exchange frames: a type byte,
@@ -37,12 +43,4 @@
 // SharePID the shim first starts the pod init ("skiff-shim daemon
 // --pod-init"), PID 1 of a new PID namespace that the pod's containers join
 // and that reaps their orphans.
-//
-// # Memory
-//
-// The shim is meant to cost little per pod: after two seconds without a
-// request it returns free heap memory to the kernel and drops its mappings
-// of the executable's read-only pages (they stay in the page cache, shared
-// by all shims, and fault back in on use). Build skiff-shim with
-// CGO_ENABLED=0 so no libc is mapped into every shim.
 package shim

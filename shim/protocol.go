@@ -1,18 +1,16 @@
 package shim
 
 import (
-	"context"
-	"errors"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/shim/internal/wire"
 )
 
 // File names inside a shim directory.
 const (
-	SocketName  = "shim.sock"
+	SocketName  = wire.SocketName
 	PidFileName = "shim.pid"
 	LogFileName = "shim.log"
 	// ExitFileName is the exit record inside a container's state directory.
@@ -22,10 +20,6 @@ const (
 // MaxExecOutput caps each of stdout and stderr of ExecSync, like the kubelet
 // (16 MiB); output beyond it is read and dropped.
 const MaxExecOutput = 16 << 20
-
-// maxRequest bounds one request line (a runtime spec is a few KiB; 8 MiB
-// leaves room for very large env or annotation sets).
-const maxRequest = 8 << 20
 
 // Status is a container's lifecycle state as the shim sees it.
 type Status string
@@ -116,97 +110,6 @@ type Info struct {
 	InitPid int `json:"initPid,omitempty"`
 }
 
-// Operations.
-const (
-	opPing     = "ping"
-	opCreate   = "create"
-	opStart    = "start"
-	opKill     = "kill"
-	opState    = "state"
-	opDelete   = "delete"
-	opWait     = "wait"
-	opExecSync = "execSync"
-	opReopen   = "reopenLog"
-	opList     = "list"
-	opShutdown = "shutdown"
-	opExec     = "exec"
-	opAttach   = "attach"
-)
-
-type request struct {
-	Op     string           `json:"op"`
-	ID     string           `json:"id,omitempty"`
-	Signal int              `json:"signal,omitempty"`
-	All    bool             `json:"all,omitempty"`
-	Create *CreateRequest   `json:"create,omitempty"`
-	Exec   *ExecSyncRequest `json:"exec,omitempty"`
-	// ExecStream and Attach start a framed stream (see stream.go).
-	ExecStream *ExecRequest   `json:"execStream,omitempty"`
-	Attach     *AttachRequest `json:"attach,omitempty"`
-}
-
-type response struct {
-	Error  *wireError       `json:"error,omitempty"`
-	Info   *Info            `json:"info,omitempty"`
-	State  *ContainerState  `json:"state,omitempty"`
-	States []ContainerState `json:"states,omitempty"`
-	Exec   *ExecSyncResult  `json:"exec,omitempty"`
-}
-
-type wireError struct {
-	Kind    string `json:"kind,omitempty"`
-	Message string `json:"message"`
-}
-
-// kinds are the error kinds that cross the wire: every errdefs sentinel
-// (TestWireErrorKinds round-trips each) and deadlines.
-var kinds = []struct {
-	name string
-	err  error
-}{
-	{"not_found", errdefs.ErrNotFound},
-	{"already_exists", errdefs.ErrAlreadyExists},
-	{"invalid_argument", errdefs.ErrInvalidArgument},
-	{"failed_precondition", errdefs.ErrFailedPrecondition},
-	{"unavailable", errdefs.ErrUnavailable},
-	{"unimplemented", errdefs.ErrUnimplemented},
-	{"resource_exhausted", errdefs.ErrResourceExhausted},
-	{"deadline_exceeded", context.DeadlineExceeded},
-}
-
-func toWire(err error) *wireError {
-	if err == nil {
-		return nil
-	}
-	we := &wireError{Message: err.Error()}
-	for _, k := range kinds {
-		if errors.Is(err, k.err) {
-			we.Kind = k.name
-			break
-		}
-	}
-	return we
-}
-
 // RemoteError is an error returned by the shim. It unwraps to the errdefs
 // sentinel (or context.DeadlineExceeded) of its kind.
-type RemoteError struct {
-	Message string
-	kind    error
-}
-
-func (e *RemoteError) Error() string { return "shim: " + e.Message }
-func (e *RemoteError) Unwrap() error { return e.kind }
-
-func fromWire(we *wireError) error {
-	if we == nil {
-		return nil
-	}
-	re := &RemoteError{Message: we.Message}
-	for _, k := range kinds {
-		if k.name == we.Kind {
-			re.kind = k.err
-		}
-	}
-	return re
-}
+type RemoteError = wire.RemoteError

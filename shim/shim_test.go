@@ -17,6 +17,7 @@ import (
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/shim"
 	"github.com/skiffcri/skiff/shim/crilog"
+	"github.com/skiffcri/skiff/shim/daemon"
 	"github.com/skiffcri/skiff/shim/shimtest"
 )
 
@@ -34,7 +35,7 @@ func serveIn(t *testing.T, dir string) (*shim.Client, string) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- shim.Serve(ctx, shim.Config{Dir: dir, PodID: "pod1", Runtime: rt, Ready: func() { close(ready) }})
+		done <- daemon.Serve(ctx, daemon.Config{Dir: dir, PodID: "pod1", Runtime: rt, Ready: func() { close(ready) }})
 	}()
 	select {
 	case <-ready:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/shim/internal/wire"
 )
 
 // Exec runs an interactive process in a running container with its stdio
@@ -18,7 +19,11 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, sio StreamIO) (int, 
 	if sio.Stdin != nil {
 		req.Stdin = true
 	}
-	return c.stream(ctx, &request{Op: opExec, ExecStream: &req}, sio)
+	body, err := wire.Encode(&req)
+	if err != nil {
+		return 0, err
+	}
+	return c.stream(ctx, &wire.Request{Op: wire.OpExec, ExecStream: body}, sio)
 }
 
 // Attach connects sio to the container's own stdio (output from now on;
@@ -26,11 +31,15 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, sio StreamIO) (int, 
 // ends. With StdinOnce on the container, the end of sio.Stdin closes the
 // container's stdin.
 func (c *Client) Attach(ctx context.Context, id string, sio StreamIO) error {
-	_, err := c.stream(ctx, &request{Op: opAttach, Attach: &AttachRequest{ID: id, Stdin: sio.Stdin != nil}}, sio)
+	body, err := wire.Encode(&AttachRequest{ID: id, Stdin: sio.Stdin != nil})
+	if err != nil {
+		return err
+	}
+	_, err = c.stream(ctx, &wire.Request{Op: wire.OpAttach, Attach: body}, sio)
 	return err
 }
 
-func (c *Client) stream(ctx context.Context, req *request, sio StreamIO) (int, error) {
+func (c *Client) stream(ctx context.Context, req *wire.Request, sio StreamIO) (int, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -48,7 +57,7 @@ func (c *Client) stream(ctx context.Context, req *request, sio StreamIO) (int, e
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		return 0, c.ioErr(ctx, req, err)
 	}
-	fw := &frameWriter{w: conn}
+	fw := wire.NewFrameWriter(conn)
 	done := make(chan struct{})
 	defer close(done)
 	if sio.Stdin != nil {
@@ -58,11 +67,11 @@ func (c *Client) stream(ctx context.Context, req *request, sio StreamIO) (int, e
 			buf := make([]byte, 32<<10)
 			for {
 				n, err := sio.Stdin.Read(buf)
-				if n > 0 && fw.write(frameStdin, buf[:n]) != nil {
+				if n > 0 && fw.Write(wire.FrameStdin, buf[:n]) != nil {
 					return
 				}
 				if err != nil {
-					fw.write(frameStdinClose, nil)
+					fw.Write(wire.FrameStdinClose, nil)
 					return
 				}
 			}
@@ -73,7 +82,7 @@ func (c *Client) stream(ctx context.Context, req *request, sio StreamIO) (int, e
 			for {
 				select {
 				case sz, ok := <-sio.Resize:
-					if !ok || fw.write(frameResize, encodeSize(sz)) != nil {
+					if !ok || fw.Write(wire.FrameResize, wire.EncodeSize(sz.Width, sz.Height)) != nil {
 						return
 					}
 				case <-done:
@@ -85,27 +94,27 @@ func (c *Client) stream(ctx context.Context, req *request, sio StreamIO) (int, e
 	br := bufio.NewReader(conn)
 	var buf []byte
 	for {
-		typ, p, err := readFrame(br, buf)
+		typ, p, err := wire.ReadFrame(br, buf)
 		if err != nil {
 			return 0, c.ioErr(ctx, req, err)
 		}
 		buf = p[:0]
 		switch typ {
-		case frameStdout:
+		case wire.FrameStdout:
 			if sio.Stdout != nil {
 				sio.Stdout.Write(p)
 			}
-		case frameStderr:
+		case wire.FrameStderr:
 			if sio.Stderr != nil {
 				sio.Stderr.Write(p)
 			}
-		case frameExit:
-			var res exitResult
+		case wire.FrameExit:
+			var res wire.ExitResult
 			if err := json.Unmarshal(p, &res); err != nil {
 				return 0, fmt.Errorf("shim %s: bad exit frame: %w", c.sock, err)
 			}
 			if res.Error != nil {
-				return 0, fromWire(res.Error)
+				return 0, wire.FromWire(res.Error)
 			}
 			return res.ExitCode, nil
 		default:

@@ -9,7 +9,7 @@ import (
 	"runtime"
 
 	"github.com/skiffcri/skiff/oci"
-	"github.com/skiffcri/skiff/shim"
+	"github.com/skiffcri/skiff/shim/daemon"
 )
 
 func init() {
@@ -37,7 +37,7 @@ func main() {
 	case "runtime":
 		os.Exit(runtimeMain(os.Args[2:]))
 	case "daemon":
-		os.Exit(shim.Main(os.Args[2:]))
+		os.Exit(daemon.Main(os.Args[2:]))
 	default:
 		fmt.Fprintf(os.Stderr, "skiff-shim: unknown mode %q\n", os.Args[1])
 		os.Exit(2)

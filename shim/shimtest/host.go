@@ -1,4 +1,4 @@
-// Package shimtest provides a shim.Runtime that runs plain host processes,
+// Package shimtest provides a daemon.Runtime that runs plain host processes,
 // without namespaces, cgroups or a rootfs, for testing the shim's process,
 // stdio and exit handling apart from the executor. It is not a container
 // runtime and must not be used outside tests.
@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
-	"github.com/skiffcri/skiff/shim"
+	"github.com/skiffcri/skiff/shim/daemon"
 )
 
 // barrierScript blocks on fd 3 until Start writes to it, then execs the
@@ -33,12 +33,12 @@ type hostProc struct {
 	barrier *os.File
 }
 
-var _ shim.Runtime = (*HostRuntime)(nil)
+var _ daemon.Runtime = (*HostRuntime)(nil)
 
 // NewHostRuntime returns an empty HostRuntime.
 func NewHostRuntime() *HostRuntime { return &HostRuntime{procs: make(map[string]*hostProc)} }
 
-func files(stdio shim.Stdio) ([]*os.File, func(), error) {
+func files(stdio daemon.Stdio) ([]*os.File, func(), error) {
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return nil, nil, err
@@ -52,7 +52,7 @@ func files(stdio shim.Stdio) ([]*os.File, func(), error) {
 	return fs, func() { null.Close() }, nil
 }
 
-// hostProcess is a started host process; it implements shim.Process.
+// hostProcess is a started host process; it implements daemon.Process.
 type hostProcess struct {
 	proc    *os.Process
 	console *os.File
@@ -60,19 +60,19 @@ type hostProcess struct {
 
 func (h *hostProcess) Pid() int          { return h.proc.Pid }
 func (h *hostProcess) Console() *os.File { return h.console }
-func (h *hostProcess) Wait() (shim.ExitStatus, error) {
+func (h *hostProcess) Wait() (daemon.ExitStatus, error) {
 	st, err := h.proc.Wait()
 	if err != nil {
-		return shim.ExitStatus{}, err
+		return daemon.ExitStatus{}, err
 	}
 	ws := st.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
-		return shim.ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}, nil
+		return daemon.ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}, nil
 	}
-	return shim.ExitStatus{Code: ws.ExitStatus()}, nil
+	return daemon.ExitStatus{Code: ws.ExitStatus()}, nil
 }
 
-func start(p *specs.Process, argv []string, extra *os.File, stdio shim.Stdio) (*hostProcess, error) {
+func start(p *specs.Process, argv []string, extra *os.File, stdio daemon.Stdio) (*hostProcess, error) {
 	var console *os.File
 	if p.Terminal {
 		master, slave, err := pty.Open()
@@ -87,7 +87,7 @@ func start(p *specs.Process, argv []string, extra *os.File, stdio shim.Stdio) (*
 			}
 		}
 		console = master
-		stdio = shim.Stdio{Stdin: slave, Stdout: slave, Stderr: slave}
+		stdio = daemon.Stdio{Stdin: slave, Stdout: slave, Stderr: slave}
 	}
 	fs, done, err := files(stdio)
 	if err != nil {
@@ -120,8 +120,8 @@ func start(p *specs.Process, argv []string, extra *os.File, stdio shim.Stdio) (*
 	return &hostProcess{proc: proc, console: console}, nil
 }
 
-// Create implements shim.Runtime; rootfs is ignored.
-func (h *HostRuntime) Create(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdio shim.Stdio) (shim.Process, error) {
+// Create implements daemon.Runtime; rootfs is ignored.
+func (h *HostRuntime) Create(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdio daemon.Stdio) (daemon.Process, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.procs[id]; ok {
@@ -152,7 +152,7 @@ func (h *HostRuntime) get(id string) (*hostProc, error) {
 	return p, nil
 }
 
-// Start implements shim.Runtime.
+// Start implements daemon.Runtime.
 func (h *HostRuntime) Start(ctx context.Context, id string) error {
 	p, err := h.get(id)
 	if err != nil {
@@ -167,7 +167,7 @@ func (h *HostRuntime) Start(ctx context.Context, id string) error {
 	return err
 }
 
-// Kill implements shim.Runtime; all signals the process group.
+// Kill implements daemon.Runtime; all signals the process group.
 func (h *HostRuntime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	p, err := h.get(id)
 	if err != nil {
@@ -183,7 +183,7 @@ func (h *HostRuntime) Kill(ctx context.Context, id string, sig syscall.Signal, a
 	return nil
 }
 
-// Delete implements shim.Runtime.
+// Delete implements daemon.Runtime.
 func (h *HostRuntime) Delete(ctx context.Context, id string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -198,8 +198,8 @@ func (h *HostRuntime) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Exec implements shim.Runtime.
-func (h *HostRuntime) Exec(ctx context.Context, id string, proc *specs.Process, stdio shim.Stdio) (shim.Process, error) {
+// Exec implements daemon.Runtime.
+func (h *HostRuntime) Exec(ctx context.Context, id string, proc *specs.Process, stdio daemon.Stdio) (daemon.Process, error) {
 	if _, err := h.get(id); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package shim
+package daemon
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/skiffcri/skiff/shim"
 )
 
 // detachedEnv marks the re-executed, detached daemon process.
@@ -84,7 +86,7 @@ func launch(dir string) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
-	logPath := filepath.Join(dir, LogFileName)
+	logPath := filepath.Join(dir, shim.LogFileName)
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package shim
+package daemon
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/shim/crilog"
+	"github.com/skiffcri/skiff/shim/internal/wire"
 )
 
 // pipes are the shim's and the child's ends of one process's stdio.
@@ -101,9 +102,9 @@ func (d *daemon) copyOutput(c *container, p *pipes) {
 			c.mu.Lock()
 			w := c.log
 			c.mu.Unlock()
-			typ := byte(frameStdout)
+			typ := byte(wire.FrameStdout)
 			if stream == crilog.Stderr {
-				typ = frameStderr
+				typ = wire.FrameStderr
 			}
 			in := io.TeeReader(r, fanout{c: c, typ: typ})
 			var err error

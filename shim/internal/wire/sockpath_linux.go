@@ -1,4 +1,4 @@
-package shim
+package wire
 
 import (
 	"fmt"
@@ -12,11 +12,11 @@ import (
 // 108 bytes with the terminating NUL).
 const maxSockPath = 107
 
-// socketAddr returns an address for the socket in dir that fits sun_path.
+// SocketAddr returns an address for the socket in dir that fits sun_path.
 // A shim directory deep enough to overflow it (long state dirs plus 64-char
 // pod ids) is reached through /proc/self/fd/N of an O_PATH descriptor;
 // release closes it and must be called after bind or connect.
-func socketAddr(dir string) (addr string, release func(), err error) {
+func SocketAddr(dir string) (addr string, release func(), err error) {
 	full := filepath.Join(dir, SocketName)
 	if len(full) <= maxSockPath {
 		return full, func() {}, nil

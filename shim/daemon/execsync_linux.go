@@ -1,4 +1,4 @@
-package shim
+package daemon
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/shim"
 )
 
 // cappedBuffer keeps the first max bytes written and drops the rest, so a
@@ -28,13 +29,13 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (d *daemon) execSync(ctx context.Context, req *ExecSyncRequest) (ExecSyncResult, error) {
-	var res ExecSyncResult
+func (d *daemon) execSync(ctx context.Context, req *shim.ExecSyncRequest) (shim.ExecSyncResult, error) {
+	var res shim.ExecSyncResult
 	c, err := d.get(req.ID)
 	if err != nil {
 		return res, err
 	}
-	if st := c.snapshot().Status; st != StatusRunning {
+	if st := c.snapshot().Status; st != shim.StatusRunning {
 		return res, errdefs.FailedPrecondition("container %q is %s, not running", req.ID, st)
 	}
 	if len(req.Cmd) == 0 {
@@ -75,7 +76,7 @@ func (d *daemon) execSync(ctx context.Context, req *ExecSyncRequest) (ExecSyncRe
 		d.reaper.release(xp.Pid())
 		exitc <- waited{es, err}
 	}()
-	outs := []*cappedBuffer{{max: MaxExecOutput}, {max: MaxExecOutput}}
+	outs := []*cappedBuffer{{max: shim.MaxExecOutput}, {max: shim.MaxExecOutput}}
 	var wg sync.WaitGroup
 	for i, r := range p.readers {
 		wg.Add(1)

@@ -1,4 +1,4 @@
-package shim
+package daemon
 
 import (
 	"bufio"
@@ -16,6 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/shim"
+	"github.com/skiffcri/skiff/shim/internal/wire"
 )
 
 // attachQueue is how many output chunks may wait for a slow attach client
@@ -63,37 +65,37 @@ func (f fanout) Write(p []byte) (int, error) {
 
 // serveStream runs an interactive exec or attach on conn; br holds what was
 // read after the request line (frames may follow it immediately).
-func (d *daemon) serveStream(ctx context.Context, conn net.Conn, br *bufio.Reader, req *request) {
-	fw := &frameWriter{w: conn}
+func (d *daemon) serveStream(ctx context.Context, conn net.Conn, br *bufio.Reader, req *wire.Request) {
+	fw := wire.NewFrameWriter(conn)
 	var code int
 	var err error
 	switch req.Op {
-	case opExec:
-		if req.ExecStream == nil {
-			err = errdefs.InvalidArgument("exec request without body")
+	case wire.OpExec:
+		var er shim.ExecRequest
+		if err = wire.Decode(req.ExecStream, &er, req.Op); err != nil {
 			break
 		}
-		code, err = d.execStream(ctx, req.ExecStream, br, fw)
-	case opAttach:
-		if req.Attach == nil {
-			err = errdefs.InvalidArgument("attach request without body")
+		code, err = d.execStream(ctx, &er, br, fw)
+	case wire.OpAttach:
+		var ar shim.AttachRequest
+		if err = wire.Decode(req.Attach, &ar, req.Op); err != nil {
 			break
 		}
-		err = d.attach(ctx, req.Attach, br, fw)
+		err = d.attach(ctx, &ar, br, fw)
 	}
-	res := exitResult{Error: toWire(err), ExitCode: code}
+	res := wire.ExitResult{Error: wire.ToWire(err), ExitCode: code}
 	b, _ := json.Marshal(&res)
 	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	fw.write(frameExit, b)
+	fw.Write(wire.FrameExit, b)
 }
 
 // pumpOutput copies r to the client as frames of typ until r ends.
-func pumpOutput(r io.Reader, typ byte, fw *frameWriter) {
+func pumpOutput(r io.Reader, typ byte, fw *wire.FrameWriter) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if fw.write(typ, buf[:n]) != nil {
+			if fw.Write(typ, buf[:n]) != nil {
 				// The client is gone; keep draining so the process
 				// does not block on a full pipe.
 				io.Copy(io.Discard, r)
@@ -108,32 +110,32 @@ func pumpOutput(r io.Reader, typ byte, fw *frameWriter) {
 
 // readInput handles the client's frames until the client closes the
 // stream; it then calls done.
-func readInput(br *bufio.Reader, stdin io.WriteCloser, resize func(TermSize), stdinClosed func()) {
+func readInput(br *bufio.Reader, stdin io.WriteCloser, resize func(shim.TermSize), stdinClosed func()) {
 	var buf []byte
 	for {
-		typ, p, err := readFrame(br, buf)
+		typ, p, err := wire.ReadFrame(br, buf)
 		if err != nil {
 			return
 		}
 		buf = p[:0]
 		switch typ {
-		case frameStdin:
+		case wire.FrameStdin:
 			if stdin != nil {
 				stdin.Write(p)
 			}
-		case frameStdinClose:
+		case wire.FrameStdinClose:
 			if stdinClosed != nil {
 				stdinClosed()
 			}
-		case frameResize:
-			if sz, ok := decodeSize(p); ok && resize != nil {
-				resize(sz)
+		case wire.FrameResize:
+			if w, h, ok := wire.DecodeSize(p); ok && resize != nil {
+				resize(shim.TermSize{Width: w, Height: h})
 			}
 		}
 	}
 }
 
-func setSize(console *os.File, sz TermSize) {
+func setSize(console *os.File, sz shim.TermSize) {
 	if console == nil || sz.Width == 0 || sz.Height == 0 {
 		return
 	}
@@ -143,12 +145,12 @@ func setSize(console *os.File, sz TermSize) {
 // execStream runs an interactive process; it returns its exit code once
 // the process exited and its output reached the client. A client that goes
 // away kills the process.
-func (d *daemon) execStream(ctx context.Context, req *ExecRequest, br *bufio.Reader, fw *frameWriter) (int, error) {
+func (d *daemon) execStream(ctx context.Context, req *shim.ExecRequest, br *bufio.Reader, fw *wire.FrameWriter) (int, error) {
 	c, err := d.get(req.ID)
 	if err != nil {
 		return 0, err
 	}
-	if st := c.snapshot().Status; st != StatusRunning {
+	if st := c.snapshot().Status; st != shim.StatusRunning {
 		return 0, errdefs.FailedPrecondition("container %q is %s, not running", req.ID, st)
 	}
 	if len(req.Cmd) == 0 {
@@ -210,9 +212,9 @@ func (d *daemon) execStream(ctx context.Context, req *ExecRequest, br *bufio.Rea
 	}()
 	var wg sync.WaitGroup
 	for i, r := range p.readers {
-		typ := byte(frameStdout)
+		typ := byte(wire.FrameStdout)
 		if p.streams[i] == "stderr" {
-			typ = frameStderr
+			typ = wire.FrameStderr
 		}
 		wg.Add(1)
 		go func() {
@@ -237,7 +239,7 @@ func (d *daemon) execStream(ctx context.Context, req *ExecRequest, br *bufio.Rea
 		if p.stdin != nil {
 			stdin = p.stdin
 		}
-		readInput(br, stdin, func(sz TermSize) { setSize(console, sz) }, closeStdin)
+		readInput(br, stdin, func(sz shim.TermSize) { setSize(console, sz) }, closeStdin)
 		close(clientGone)
 	}()
 
@@ -266,14 +268,14 @@ func (d *daemon) execStream(ctx context.Context, req *ExecRequest, br *bufio.Rea
 // attach streams a container's output to the client and, with Stdin, the
 // client's input to the container, until the container exits or the client
 // goes away.
-func (d *daemon) attach(ctx context.Context, req *AttachRequest, br *bufio.Reader, fw *frameWriter) error {
+func (d *daemon) attach(ctx context.Context, req *shim.AttachRequest, br *bufio.Reader, fw *wire.FrameWriter) error {
 	c, err := d.get(req.ID)
 	if err != nil {
 		return err
 	}
 	a := &attacher{ch: make(chan outChunk, attachQueue), gone: make(chan struct{})}
 	c.mu.Lock()
-	if c.status == StatusExited {
+	if c.status == shim.StatusExited {
 		c.mu.Unlock()
 		return errdefs.FailedPrecondition("container %q has exited", req.ID)
 	}
@@ -302,7 +304,7 @@ func (d *daemon) attach(ctx context.Context, req *AttachRequest, br *bufio.Reade
 		if req.Stdin {
 			in = stdin
 		}
-		readInput(br, in, func(sz TermSize) { setSize(console, sz) }, func() {
+		readInput(br, in, func(sz shim.TermSize) { setSize(console, sz) }, func() {
 			if req.Stdin && c.stdinOnce {
 				d.closeStdin(c)
 			}
@@ -317,7 +319,7 @@ func (d *daemon) attach(ctx context.Context, req *AttachRequest, br *bufio.Reade
 		for {
 			select {
 			case ch := <-a.ch:
-				if fw.write(ch.typ, ch.data) != nil {
+				if fw.Write(ch.typ, ch.data) != nil {
 					close(writeErr)
 					return
 				}
@@ -326,7 +328,7 @@ func (d *daemon) attach(ctx context.Context, req *AttachRequest, br *bufio.Reade
 				for {
 					select {
 					case ch := <-a.ch:
-						if fw.write(ch.typ, ch.data) != nil {
+						if fw.Write(ch.typ, ch.data) != nil {
 							return
 						}
 					default:

@@ -1,4 +1,4 @@
-package shim
+package daemon
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/shim"
 	"github.com/skiffcri/skiff/shim/crilog"
 )
 
@@ -26,16 +27,16 @@ func (d *daemon) abandon(ctx context.Context, id string, proc Process, pidfd int
 	d.reaper.paused(func() error { return d.cfg.Runtime.Delete(ctx, id) })
 }
 
-func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState, error) {
+func (d *daemon) create(ctx context.Context, req *shim.CreateRequest) (shim.ContainerState, error) {
 	id := req.ID
 	if !validID.MatchString(id) {
-		return ContainerState{}, errdefs.InvalidArgument("container id %q", id)
+		return shim.ContainerState{}, errdefs.InvalidArgument("container id %q", id)
 	}
 	if req.Spec == nil || req.Spec.Process == nil {
-		return ContainerState{}, errdefs.InvalidArgument("container %q: spec without process", id)
+		return shim.ContainerState{}, errdefs.InvalidArgument("container %q: spec without process", id)
 	}
 	if req.Tty != req.Spec.Process.Terminal {
-		return ContainerState{}, errdefs.InvalidArgument("container %q: tty %v but spec.process.terminal %v", id, req.Tty, req.Spec.Process.Terminal)
+		return shim.ContainerState{}, errdefs.InvalidArgument("container %q: tty %v but spec.process.terminal %v", id, req.Tty, req.Spec.Process.Terminal)
 	}
 	c := &container{
 		id:        id,
@@ -44,12 +45,12 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 		stateDir:  req.StateDir,
 		logPath:   req.LogPath,
 		createdAt: time.Now(),
-		status:    StatusCreated,
+		status:    shim.StatusCreated,
 		exited:    make(chan struct{}),
 		ioDone:    make(chan struct{}),
 	}
 	if c.stateDir == "" {
-		c.stateDir = ContainerStateDir(d.cfg.Dir, id)
+		c.stateDir = shim.ContainerStateDir(d.cfg.Dir, id)
 		c.ownDir = true
 	}
 	// Reserve the id before the slow part so a concurrent create of the
@@ -57,7 +58,7 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 	d.mu.Lock()
 	if _, ok := d.containers[id]; ok || d.reserved[id] {
 		d.mu.Unlock()
-		return ContainerState{}, errdefs.AlreadyExists("container %q in shim of pod %q", id, d.cfg.PodID)
+		return shim.ContainerState{}, errdefs.AlreadyExists("container %q in shim of pod %q", id, d.cfg.PodID)
 	}
 	d.reserved[id] = true
 	d.mu.Unlock()
@@ -68,24 +69,24 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 	}()
 
 	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
-		return ContainerState{}, fmt.Errorf("container %q: %w", id, err)
+		return shim.ContainerState{}, fmt.Errorf("container %q: %w", id, err)
 	}
 	// An exit record left from an earlier container of the same id would
 	// be mistaken for this one's exit.
-	if err := os.Remove(filepath.Join(c.stateDir, ExitFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return ContainerState{}, fmt.Errorf("container %q: %w", id, err)
+	if err := os.Remove(filepath.Join(c.stateDir, shim.ExitFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return shim.ContainerState{}, fmt.Errorf("container %q: %w", id, err)
 	}
 	if req.LogPath != "" {
 		w, err := crilog.Open(req.LogPath, crilog.Options{})
 		if err != nil {
-			return ContainerState{}, errdefs.InvalidArgument("container %q log: %v", id, err)
+			return shim.ContainerState{}, errdefs.InvalidArgument("container %q log: %v", id, err)
 		}
 		c.log = w
 	}
 	p, err := newPipes(req.Stdin, req.Tty)
 	if err != nil {
 		c.closeLog()
-		return ContainerState{}, fmt.Errorf("container %q stdio: %w", id, err)
+		return shim.ContainerState{}, fmt.Errorf("container %q stdio: %w", id, err)
 	}
 	proc, pidfd, err := d.reaper.spawn(func() (Process, error) {
 		return d.cfg.Runtime.Create(ctx, id, req.Spec, req.Rootfs, p.child)
@@ -103,7 +104,7 @@ func (d *daemon) create(ctx context.Context, req *CreateRequest) (ContainerState
 		if c.ownDir {
 			os.RemoveAll(c.stateDir)
 		}
-		return ContainerState{}, fmt.Errorf("create container %q: %w", id, err)
+		return shim.ContainerState{}, fmt.Errorf("create container %q: %w", id, err)
 	}
 	pid := proc.Pid()
 	c.pid, c.pidfd = pid, pidfd
@@ -147,15 +148,15 @@ func (d *daemon) watch(c *container, proc Process) {
 			d.cfg.Logger.Warn("oom check", "id", c.id, "error", err)
 		}
 	}
-	reason := ReasonError
+	reason := shim.ReasonError
 	switch {
 	case oom:
-		reason = ReasonOOMKilled
+		reason = shim.ReasonOOMKilled
 	case code == 0:
-		reason = ReasonCompleted
+		reason = shim.ReasonCompleted
 	}
 	c.mu.Lock()
-	rec := ExitRecord{
+	rec := shim.ExitRecord{
 		ID:         c.id,
 		Pid:        c.pid,
 		ExitCode:   code,
@@ -166,14 +167,14 @@ func (d *daemon) watch(c *container, proc Process) {
 		Reason:     reason,
 	}
 	c.mu.Unlock()
-	if err := WriteExitFile(c.stateDir, rec); err != nil {
+	if err := shim.WriteExitFile(c.stateDir, rec); err != nil {
 		// Still publish: the live shim's answer is right even though a
 		// restarted daemon without the shim would not find it.
 		d.cfg.Logger.Error("write exit record", "id", c.id, "dir", c.stateDir, "error", err)
 	}
 	c.mu.Lock()
 	c.exit = rec
-	c.status = StatusExited
+	c.status = shim.StatusExited
 	if c.pidfd >= 0 {
 		unix.Close(c.pidfd)
 		c.pidfd = -1
@@ -188,27 +189,27 @@ func (d *daemon) watch(c *container, proc Process) {
 	d.cfg.Logger.Info("container exited", "id", c.id, "exitCode", code, "signal", sig, "oom", oom)
 }
 
-func (d *daemon) start(ctx context.Context, id string) (ContainerState, error) {
+func (d *daemon) start(ctx context.Context, id string) (shim.ContainerState, error) {
 	c, err := d.get(id)
 	if err != nil {
-		return ContainerState{}, err
+		return shim.ContainerState{}, err
 	}
 	c.mu.Lock()
-	if c.status != StatusCreated {
+	if c.status != shim.StatusCreated {
 		st := c.status
 		c.mu.Unlock()
-		return ContainerState{}, errdefs.FailedPrecondition("container %q is %s, not created", id, st)
+		return shim.ContainerState{}, errdefs.FailedPrecondition("container %q is %s, not created", id, st)
 	}
 	// Holding c.mu across Start orders it before a quick exit: watch
 	// cannot mark the container exited before it is marked running.
 	err = d.reaper.paused(func() error { return d.cfg.Runtime.Start(ctx, id) })
 	if err == nil {
-		c.status = StatusRunning
+		c.status = shim.StatusRunning
 		c.exit.StartedAt = time.Now()
 	}
 	c.mu.Unlock()
 	if err != nil {
-		return ContainerState{}, fmt.Errorf("start container %q: %w", id, err)
+		return shim.ContainerState{}, fmt.Errorf("start container %q: %w", id, err)
 	}
 	return c.snapshot(), nil
 }
@@ -236,16 +237,16 @@ func (d *daemon) kill(ctx context.Context, id string, sig unix.Signal, all bool)
 	return nil
 }
 
-func (d *daemon) wait(ctx context.Context, id string) (ContainerState, error) {
+func (d *daemon) wait(ctx context.Context, id string) (shim.ContainerState, error) {
 	c, err := d.get(id)
 	if err != nil {
-		return ContainerState{}, err
+		return shim.ContainerState{}, err
 	}
 	select {
 	case <-c.exited:
 		return c.snapshot(), nil
 	case <-ctx.Done():
-		return ContainerState{}, ctx.Err()
+		return shim.ContainerState{}, ctx.Err()
 	}
 }
 
@@ -257,9 +258,9 @@ func (d *daemon) delete(ctx context.Context, id string) error {
 		return err
 	}
 	switch c.snapshot().Status {
-	case StatusRunning:
+	case shim.StatusRunning:
 		return errdefs.FailedPrecondition("container %q is running", id)
-	case StatusCreated:
+	case shim.StatusCreated:
 		c.mu.Lock()
 		fd := c.pidfd
 		if fd >= 0 {

@@ -1,10 +1,9 @@
-package shim
+package daemon
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,7 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/shim"
 	"github.com/skiffcri/skiff/shim/crilog"
+	"github.com/skiffcri/skiff/shim/internal/wire"
 )
 
 // ioDrainTimeout bounds how long an exit waits for the process's output to
@@ -77,8 +78,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.Dir, 0o711); err != nil {
 		return err
 	}
-	sock := filepath.Join(cfg.Dir, SocketName)
-	addr, release, err := socketAddr(cfg.Dir)
+	sock := filepath.Join(cfg.Dir, shim.SocketName)
+	addr, release, err := wire.SocketAddr(cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -104,7 +105,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		ln.Close()
 		return err
 	}
-	pidFile := filepath.Join(cfg.Dir, PidFileName)
+	pidFile := filepath.Join(cfg.Dir, shim.PidFileName)
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		ln.Close()
 		return err
@@ -202,17 +203,17 @@ type container struct {
 
 	mu     sync.Mutex
 	log    *crilog.Writer // nil once the output is drained or no log
-	status Status
-	exit   ExitRecord
+	status shim.Status
+	exit   shim.ExitRecord
 	// reaped is set as soon as the init was waited for, before the exit
 	// is recorded (which waits for the output to drain).
 	reaped bool
 }
 
-func (c *container) snapshot() ContainerState {
+func (c *container) snapshot() shim.ContainerState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := ContainerState{
+	st := shim.ContainerState{
 		ID:        c.id,
 		Status:    c.status,
 		Pid:       c.pid,
@@ -221,7 +222,7 @@ func (c *container) snapshot() ContainerState {
 		LogPath:   c.logPath,
 		StateDir:  c.stateDir,
 	}
-	if c.status == StatusExited {
+	if c.status == shim.StatusExited {
 		st.FinishedAt = c.exit.FinishedAt
 		st.ExitCode = c.exit.ExitCode
 		st.Signal = c.exit.Signal
@@ -248,15 +249,15 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	d.trim.Stop()
 	defer d.trim.Reset(trimDelay)
 	br := bufio.NewReader(conn)
-	line, err := readLine(br, maxRequest)
+	line, err := wire.ReadLine(br, wire.MaxRequest)
 	if err != nil {
 		return
 	}
-	var req request
-	var resp response
+	var req wire.Request
+	var resp wire.Response
 	if err := json.Unmarshal(line, &req); err != nil {
-		resp.Error = toWire(errdefs.InvalidArgument("decode shim request: %v", err))
-	} else if req.Op == opExec || req.Op == opAttach {
+		resp.Error = wire.ToWire(errdefs.InvalidArgument("decode shim request: %v", err))
+	} else if req.Op == wire.OpExec || req.Op == wire.OpAttach {
 		d.serveStream(ctx, conn, br, &req)
 		return
 	} else {
@@ -273,100 +274,94 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	if err := enc.Encode(&resp); err != nil {
 		d.cfg.Logger.Warn("shim reply failed", "op", req.Op, "id", req.ID, "error", err)
 	}
-	if req.Op == opShutdown && resp.Error == nil {
+	if req.Op == wire.OpShutdown && resp.Error == nil {
 		d.shutdown()
 	}
 }
 
-// readLine reads one newline-terminated line of at most max bytes.
-func readLine(br *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > max {
-			return nil, errdefs.InvalidArgument("shim request longer than %d bytes", max)
-		}
-		if err == nil {
-			return line, nil
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return nil, err
-		}
-	}
-}
-
-func (d *daemon) dispatch(ctx context.Context, req *request) response {
-	var resp response
+func (d *daemon) dispatch(ctx context.Context, req *wire.Request) wire.Response {
+	var resp wire.Response
 	var err error
-	var st ContainerState
+	// body is the answer's body, encoded into the field of resp it
+	// points at.
+	var body any
+	var field *json.RawMessage
+	answer := func(v any, f *json.RawMessage) { body, field = v, f }
 	switch req.Op {
-	case opPing:
-		resp.Info = &Info{Pid: os.Getpid(), PodID: d.cfg.PodID, Dir: d.cfg.Dir, InitPid: d.initPid}
-	case opCreate:
-		if req.Create == nil {
-			err = errdefs.InvalidArgument("create request without body")
+	case wire.OpPing:
+		answer(&shim.Info{Pid: os.Getpid(), PodID: d.cfg.PodID, Dir: d.cfg.Dir, InitPid: d.initPid}, &resp.Info)
+	case wire.OpCreate:
+		var cr shim.CreateRequest
+		if err = wire.Decode(req.Create, &cr, req.Op); err != nil {
 			break
 		}
-		st, err = d.create(ctx, req.Create)
-		resp.State = &st
-	case opStart:
+		var st shim.ContainerState
+		st, err = d.create(ctx, &cr)
+		answer(&st, &resp.State)
+	case wire.OpStart:
+		var st shim.ContainerState
 		st, err = d.start(ctx, req.ID)
-		resp.State = &st
-	case opKill:
+		answer(&st, &resp.State)
+	case wire.OpKill:
 		err = d.kill(ctx, req.ID, unix.Signal(req.Signal), req.All)
-	case opState:
+	case wire.OpState:
 		var c *container
 		if c, err = d.get(req.ID); err == nil {
-			st = c.snapshot()
-			resp.State = &st
+			st := c.snapshot()
+			answer(&st, &resp.State)
 		}
-	case opDelete:
+	case wire.OpDelete:
 		err = d.delete(ctx, req.ID)
-	case opWait:
+	case wire.OpWait:
+		var st shim.ContainerState
 		st, err = d.wait(ctx, req.ID)
-		resp.State = &st
-	case opExecSync:
-		if req.Exec == nil {
-			err = errdefs.InvalidArgument("exec request without body")
+		answer(&st, &resp.State)
+	case wire.OpExecSync:
+		var er shim.ExecSyncRequest
+		if err = wire.Decode(req.Exec, &er, "exec"); err != nil {
 			break
 		}
-		var res ExecSyncResult
-		res, err = d.execSync(ctx, req.Exec)
-		resp.Exec = &res
-	case opReopen:
+		var res shim.ExecSyncResult
+		res, err = d.execSync(ctx, &er)
+		answer(&res, &resp.Exec)
+	case wire.OpReopen:
 		err = d.reopenLog(req.ID)
-	case opList:
-		resp.States = d.list()
-	case opShutdown:
+	case wire.OpList:
+		if states := d.list(); len(states) > 0 {
+			answer(states, &resp.States)
+		}
+	case wire.OpShutdown:
 		err = d.checkIdle()
 	default:
 		err = errdefs.InvalidArgument("unknown shim operation %q", req.Op)
 	}
+	if err == nil && field != nil {
+		*field, err = wire.Encode(body)
+	}
 	if err != nil {
-		return response{Error: toWire(err)}
+		return wire.Response{Error: wire.ToWire(err)}
 	}
 	return resp
 }
 
-func (d *daemon) list() []ContainerState {
+func (d *daemon) list() []shim.ContainerState {
 	d.mu.Lock()
 	cs := make([]*container, 0, len(d.containers))
 	for _, c := range d.containers {
 		cs = append(cs, c)
 	}
 	d.mu.Unlock()
-	out := make([]ContainerState, 0, len(cs))
+	out := make([]shim.ContainerState, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, c.snapshot())
 	}
-	slices.SortFunc(out, func(a, b ContainerState) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	slices.SortFunc(out, func(a, b shim.ContainerState) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out
 }
 
 func (d *daemon) checkIdle() error {
 	for _, st := range d.list() {
-		if st.Status != StatusExited {
+		if st.Status != shim.StatusExited {
 			return errdefs.FailedPrecondition("container %q is %s", st.ID, st.Status)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"go.etcd.io/bbolt"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -89,16 +90,20 @@ func (f fakeRootfs) Unmount(_ context.Context, id string) error {
 
 // fakeShims runs every pod's containers in one table.
 type fakeShims struct {
-	mu      sync.Mutex
-	pods    map[string]int // pod -> init pid (0: none)
-	exited  map[string]chan struct{}
-	states  map[string]ContainerState
-	specs   map[string]CreateRequest
-	nextPid int
+	mu     sync.Mutex
+	pods   map[string]int // pod -> init pid (0: none)
+	exited map[string]chan struct{}
+	states map[string]ContainerState
+	specs  map[string]CreateRequest
+	// updates holds the resources of each UpdateResources call, by
+	// container; updateErr, when set, fails them.
+	updates   map[string][]*specs.LinuxResources
+	updateErr error
+	nextPid   int
 }
 
 func newFakeShims() *fakeShims {
-	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, nextPid: 4000}
+	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000}
 }
 
 func (f *fakeShims) Start(_ context.Context, podID string, opts ShimOptions) (Shim, error) {
@@ -213,7 +218,19 @@ func (s *fakeShim) ExecSync(context.Context, string, []string, time.Duration) ([
 	return nil, nil, 0, errdefs.Unimplemented("fake exec")
 }
 func (s *fakeShim) ReopenLog(context.Context, string) error { return nil }
-func (s *fakeShim) List(context.Context) ([]string, error)  { return nil, nil }
+func (s *fakeShim) UpdateResources(_ context.Context, id string, res *specs.LinuxResources) error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if _, ok := s.f.states[id]; !ok {
+		return errdefs.NotFound("container %s", id)
+	}
+	if s.f.updateErr != nil {
+		return s.f.updateErr
+	}
+	s.f.updates[id] = append(s.f.updates[id], res)
+	return nil
+}
+func (s *fakeShim) List(context.Context) ([]string, error) { return nil, nil }
 func (s *fakeShim) Exec(context.Context, string, []string, Stdio) (int32, error) {
 	return 0, errdefs.Unimplemented("fake exec")
 }

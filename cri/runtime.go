@@ -115,6 +115,9 @@ type Shim interface {
 	Delete(ctx context.Context, id string) error
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
 	ReopenLog(ctx context.Context, id string) error
+	// UpdateResources has the executor set new limits on the container's
+	// cgroup; fields res leaves nil keep their value.
+	UpdateResources(ctx context.Context, id string, res *specs.LinuxResources) error
 	// List names the containers the shim runs.
 	List(ctx context.Context) ([]string, error)
 	// InitPID is the host PID of the pod's init, 0 without a shared PID namespace.

@@ -26,16 +26,28 @@ func cgroupPath(podCfg *runtimeapi.PodSandboxConfig, id string) string {
 	return filepath.Join(parent, id)
 }
 
-func (s *Server) cgroupOf(rec *meta.Container) (*cgroups.Manager, error) {
+// containerCgroup returns the cgroup path of a container, from its pod's
+// recorded config.
+func (s *Server) containerCgroup(rec *meta.Container) (string, error) {
 	pod, err := s.meta.Pod(rec.PodID)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	cfg, err := podConfig(pod)
 	if err != nil {
+		return "", err
+	}
+	return cgroupPath(cfg, rec.ID), nil
+}
+
+// cgroupOf opens a container's cgroup for reading its stats; the executor
+// in the pod's shim is the only writer.
+func (s *Server) cgroupOf(rec *meta.Container) (*cgroups.Manager, error) {
+	path, err := s.containerCgroup(rec)
+	if err != nil {
 		return nil, err
 	}
-	return cgroups.Load(cgroupPath(cfg, rec.ID))
+	return cgroups.Load(path)
 }
 
 // containerStats reads usage from the container's cgroup; a container whose
@@ -221,8 +233,9 @@ func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPo
 	return resp, nil
 }
 
-// UpdateContainerResources applies new limits to a container's cgroup and,
-// once they are in, records them for ContainerStatus and the stored spec.
+// UpdateContainerResources has the pod's shim apply new limits to a
+// container's cgroup (its executor writes them) and, once they are in,
+// records them for ContainerStatus and the stored spec.
 func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
 	rec, err := s.findContainer(req.GetContainerId())
 	if err != nil {
@@ -234,18 +247,23 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	if err != nil {
 		return nil, err
 	}
-	cg, err := s.cgroupOf(rec)
+	cgPath, err := s.containerCgroup(rec)
 	if err != nil {
 		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
-	if err := cg.Set(res); err != nil {
+	shim, err := s.shims.Connect(ctx, rec.PodID)
+	if err != nil {
+		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	}
+	defer shim.Close()
+	if err := shim.UpdateResources(ctx, rec.ID, res); err != nil {
 		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
 	// Re-read under the lock: the record may have changed since the lookup.
 	if rec, err = s.meta.Container(rec.ID); err != nil {
 		return nil, fmt.Errorf("update resources: %w", err)
 	}
-	if err := s.recordUpdate(rec, res, cg.CgroupPath()); err != nil {
+	if err := s.recordUpdate(rec, res, cgPath); err != nil {
 		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil

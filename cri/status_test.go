@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/errdefs"
 )
 
 func TestContainerStatusResources(t *testing.T) {
@@ -470,4 +471,52 @@ func sorted(s []string) []string {
 		}
 	}
 	return out
+}
+
+// TestUpdateContainerResources checks the RPC's path: the resources go to
+// the pod's shim (its executor writes the cgroup), and only an update the
+// shim applied is recorded.
+func TestUpdateContainerResources(t *testing.T) {
+	e := newTestEnv(t)
+	podCfg := podConfigFor("p", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	pod := e.runPod(t, podCfg)
+	id := e.createContainer(t, pod, podCfg, ctrConfig("c", &runtimeapi.LinuxContainerResources{CpuShares: 256, MemoryLimitInBytes: 64 << 20}))
+	ctx := context.Background()
+	status := func() *runtimeapi.LinuxContainerResources {
+		t.Helper()
+		resp, err := e.s.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status.GetResources().GetLinux()
+	}
+
+	e.shims.updateErr = errdefs.InvalidArgument("cgroup \"/kubepods/p/%s\": unified resources need cgroup v2", id)
+	upd := &runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 128 << 20}
+	_, err := e.s.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: upd})
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.HasPrefix(err.Error(), "update resources of container "+id+": ") {
+		t.Fatalf("failed update: %v, want the shim's invalid argument, named by container", err)
+	}
+	if got := status(); got.GetCpuShares() != 256 || got.GetMemoryLimitInBytes() != 64<<20 {
+		t.Errorf("a failed update was recorded: %v", got)
+	}
+
+	e.shims.updateErr = nil
+	if _, err := e.s.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: upd}); err != nil {
+		t.Fatalf("UpdateContainerResources: %v", err)
+	}
+	want, err := spec.Resources(upd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shims.updates[id]; len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+		t.Errorf("the shim got %+v, want one update of %+v", got, want)
+	}
+	if got := status(); got.GetCpuShares() != 512 || got.GetMemoryLimitInBytes() != 128<<20 {
+		t.Errorf("after the update the status has %v", got)
+	}
+
+	if _, err := e.s.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "nope", Linux: upd}); !errdefs.IsNotFound(err) {
+		t.Errorf("update of an unknown container: %v, want NotFound", err)
+	}
 }

@@ -346,6 +346,32 @@ func (e *Executor) Kill(ctx context.Context, id string, sig syscall.Signal, all 
 	return nil
 }
 
+// Update applies new resource limits to the container's cgroup, as
+// UpdateContainerResources asks: fields res leaves nil keep their value.
+// It fails with errdefs.ErrNotFound when the container or its cgroup is
+// gone, and errdefs.ErrFailedPrecondition when it has no cgroup.
+func (e *Executor) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if res == nil {
+		return errdefs.InvalidArgument("update container %q: no resources", id)
+	}
+	dir, err := e.dir(id)
+	if err != nil {
+		return err
+	}
+	st, err := readState(dir, id)
+	if err != nil {
+		return err
+	}
+	cg, err := e.cgroup(st)
+	if err != nil {
+		return fmt.Errorf("container %q: cgroup: %w", id, err)
+	}
+	if cg == nil {
+		return errdefs.FailedPrecondition("container %q has no cgroup", id)
+	}
+	return cg.Set(res)
+}
+
 // Delete removes a stopped (or, with force, any) container: kills what is
 // left, removes its cgroup and its state directory. A created container
 // that never started is killed without force, as other runtimes do.

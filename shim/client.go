@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/shim/internal/wire"
 )
@@ -250,6 +252,20 @@ func (c *Client) ExecSync(ctx context.Context, req ExecSyncRequest) (ExecSyncRes
 		return ExecSyncResult{}, err
 	}
 	return res, nil
+}
+
+// UpdateResources applies new resource limits to the container's cgroup
+// (UpdateContainerResources); fields res leaves nil keep their value. The
+// shim's runtime, the executor, is the only writer of the cgroup.
+func (c *Client) UpdateResources(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if res == nil {
+		return errdefs.InvalidArgument("update container %q: no resources", id)
+	}
+	body, err := wire.Encode(res)
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, &wire.Request{Op: wire.OpUpdate, ID: id, Update: body}, &wire.Response{})
 }
 
 // ReopenLog closes and reopens the container's log file, after the kubelet

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,7 +31,11 @@ func serve(t *testing.T) (*shim.Client, string) {
 
 func serveIn(t *testing.T, dir string) (*shim.Client, string) {
 	t.Helper()
-	rt := shimtest.NewHostRuntime()
+	return serveRuntime(t, dir, shimtest.NewHostRuntime())
+}
+
+func serveRuntime(t *testing.T, dir string, rt daemon.Runtime) (*shim.Client, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -153,6 +158,57 @@ func TestLifecycle(t *testing.T) {
 	}
 	if _, err := os.Stat(shim.ContainerStateDir(dir, "c1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state dir after delete: %v", err)
+	}
+}
+
+// TestUpdateResources checks that the update operation reaches the runtime
+// with the resources as sent, for a running and an exited container, and
+// that an unknown container or a missing body is refused.
+func TestUpdateResources(t *testing.T) {
+	rt := shimtest.NewHostRuntime()
+	c, _ := serveRuntime(t, t.TempDir(), rt)
+	ctx := ctxT(t)
+	if _, err := c.CreateContainer(ctx, shim.CreateRequest{ID: "c1", Spec: spec("sleep", "1000")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartContainer(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	limit, quota, period := int64(64<<20), int64(50000), uint64(100000)
+	res := &specs.LinuxResources{
+		Memory:         &specs.LinuxMemory{Limit: &limit},
+		CPU:            &specs.LinuxCPU{Quota: &quota, Period: &period, Cpus: "0"},
+		HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 0}},
+		Unified:        map[string]string{"memory.high": "max"},
+	}
+	if err := c.UpdateResources(ctx, "c1", res); err != nil {
+		t.Fatalf("UpdateResources: %v", err)
+	}
+	if got := rt.Resources("c1"); !reflect.DeepEqual(got, res) {
+		t.Errorf("the runtime got %+v, want %+v", got, res)
+	}
+
+	// An exited container keeps its cgroup until delete.
+	if err := c.KillContainer(ctx, "c1", syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	limit2 := int64(128 << 20)
+	res2 := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit2}}
+	if err := c.UpdateResources(ctx, "c1", res2); err != nil {
+		t.Fatalf("UpdateResources of an exited container: %v", err)
+	}
+	if got := rt.Resources("c1"); !reflect.DeepEqual(got, res2) {
+		t.Errorf("after the second update the runtime has %+v, want %+v", got, res2)
+	}
+
+	if err := c.UpdateResources(ctx, "nope", res); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("update of an unknown container: %v, want NotFound", err)
+	}
+	if err := c.UpdateResources(ctx, "c1", nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("update without resources: %v, want InvalidArgument", err)
 	}
 }
 

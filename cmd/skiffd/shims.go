@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/oci"
@@ -241,6 +243,10 @@ func (sc *shimClient) ExecSync(ctx context.Context, id string, cmd []string, tim
 }
 
 func (sc *shimClient) ReopenLog(ctx context.Context, id string) error { return sc.c.ReopenLog(ctx, id) }
+
+func (sc *shimClient) UpdateResources(ctx context.Context, id string, res *specs.LinuxResources) error {
+	return sc.c.UpdateResources(ctx, id, res)
+}
 
 func (sc *shimClient) List(ctx context.Context) ([]string, error) {
 	states, err := sc.c.ListContainers(ctx)

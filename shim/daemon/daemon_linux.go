@@ -324,6 +324,12 @@ func (d *daemon) dispatch(ctx context.Context, req *wire.Request) wire.Response 
 		var res shim.ExecSyncResult
 		res, err = d.execSync(ctx, &er)
 		answer(&res, &resp.Exec)
+	case wire.OpUpdate:
+		var res specs.LinuxResources
+		if err = wire.Decode(req.Update, &res, req.Op); err != nil {
+			break
+		}
+		err = d.update(ctx, req.ID, &res)
 	case wire.OpReopen:
 		err = d.reopenLog(req.ID)
 	case wire.OpList:

@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/shim"
 	"github.com/skiffcri/skiff/shim/crilog"
@@ -298,4 +300,15 @@ func (d *daemon) delete(ctx context.Context, id string) error {
 	}
 	d.cfg.Logger.Info("container deleted", "id", id)
 	return nil
+}
+
+// update applies new resource limits to a container through the Runtime,
+// whatever its state: the cgroup of an exited container stays until delete,
+// as it did when skiffd wrote it.
+func (d *daemon) update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if _, err := d.get(id); err != nil {
+		return err
+	}
+	// The Runtime's errors name the container and its cgroup.
+	return d.cfg.Runtime.Update(ctx, id, res)
 }

@@ -105,6 +105,12 @@ func (r *OCIRuntime) Exec(ctx context.Context, id string, p *specs.Process, stdi
 	return &ociProcess{pid: proc.Pid, console: proc.Console, wait: proc.Wait}, nil
 }
 
+// Update implements Runtime: the executor sets the limits on the
+// container's cgroup.
+func (r *OCIRuntime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	return r.e.Update(ctx, id, res)
+}
+
 // OOMKilled implements OOMChecker from the memory cgroup's oom_kill count.
 func (r *OCIRuntime) OOMKilled(ctx context.Context, id string) (bool, error) {
 	r.mu.Lock()

@@ -57,6 +57,9 @@ type Runtime interface {
 	Delete(ctx context.Context, id string) error
 	// Exec starts p inside the running container id.
 	Exec(ctx context.Context, id string, p *specs.Process, stdio Stdio) (Process, error)
+	// Update applies new resource limits to container id (its cgroup);
+	// fields res leaves nil keep their value.
+	Update(ctx context.Context, id string, res *specs.LinuxResources) error
 }
 
 // OOMChecker is implemented by Runtimes that can tell whether the kernel's

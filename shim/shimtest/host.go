@@ -31,6 +31,7 @@ type HostRuntime struct {
 type hostProc struct {
 	pid     int
 	barrier *os.File
+	res     *specs.LinuxResources
 }
 
 var _ daemon.Runtime = (*HostRuntime)(nil)
@@ -216,4 +217,28 @@ func (h *HostRuntime) Exec(ctx context.Context, id string, proc *specs.Process, 
 		return nil, err
 	}
 	return p, nil
+}
+
+// Update implements daemon.Runtime: host processes have no cgroup, so the
+// resources are only kept, for Resources.
+func (h *HostRuntime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p, ok := h.procs[id]
+	if !ok {
+		return errdefs.NotFound("host container %q", id)
+	}
+	p.res = res
+	return nil
+}
+
+// Resources returns the resources the last Update of container id set,
+// nil when none did.
+func (h *HostRuntime) Resources(id string) *specs.LinuxResources {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p, ok := h.procs[id]; ok {
+		return p.res
+	}
+	return nil
 }

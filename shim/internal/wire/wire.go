@@ -42,6 +42,7 @@ const (
 	OpShutdown = "shutdown"
 	OpExec     = "exec"
 	OpAttach   = "attach"
+	OpUpdate   = "update"
 )
 
 // Request is one request line. The body fields hold the JSON of the
@@ -59,6 +60,8 @@ type Request struct {
 	// start a framed stream (see frame.go).
 	ExecStream json.RawMessage `json:"execStream,omitempty"`
 	Attach     json.RawMessage `json:"attach,omitempty"`
+	// Update is the runtime-spec LinuxResources to apply to container ID.
+	Update json.RawMessage `json:"update,omitempty"`
 }
 
 // Response is the answer to a request that is not a stream.

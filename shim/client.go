@@ -84,7 +84,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	cmd := exec.CommandContext(ctx, o.Binary, args...)
 	cmd.Env = o.Env
 	if cmd.Env == nil {
-		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+		cmd.Env = defaultEnv()
 	}
 	var out bytes.Buffer
 	cmd.Stdout = &out

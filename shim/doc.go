@@ -1,9 +1,11 @@
 // Package shim is the client side of skiff-shim, the long-lived per-pod
 // process that owns the pod's containers while skiffd comes and goes: Start
 // and Connect, the Client and its request and state types, the durable exit
-// records (ReadExitFile, WriteExitFile), and watching a shim process
-// (WaitExit, IsShimProcess, PidFromFile). The daemon itself is package
-// shim/daemon.
+// records (ReadExitFile, WriteExitFile),, watching a shim process
+// (WaitExit, IsShimProcess, PidFromFile) and RuntimeCLI, which drives the
+// executor's own command line for the clean-up after a shim is gone. The
+// daemon itself is package shim/daemon; skiffd links this package only,
+// never the daemon or the executor.
 //
 // The shim is a child subreaper: it launches containers through a runtime
 // (the oci executor in production), reaps every process that ends below it,
@@ -43,4 +45,10 @@
 // SharePID the shim first starts the pod init ("skiff-shim daemon
 // --pod-init"), PID 1 of a new PID namespace that the pod's containers join
 // and that reaps their orphans.
+//
+// When a shim died, what it held is cleaned up through the same binary's
+// executor CLI ("skiff-shim runtime", see RuntimeCLI): its containers'
+// processes, executor state and cgroups, and the pod init's cgroup. The
+// executor's state thus has one owner, the executor, whichever process
+// runs it.
 package shim

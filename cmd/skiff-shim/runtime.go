@@ -18,7 +18,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/oci"
+	"github.com/skiffcri/skiff/shim"
 )
 
 const runtimeUsage = `usage: skiff-shim runtime [--root DIR] COMMAND ...
@@ -26,11 +28,17 @@ const runtimeUsage = `usage: skiff-shim runtime [--root DIR] COMMAND ...
 commands:
   create --bundle DIR [--console-socket PATH] [--pid-file FILE] ID
   start ID
-  state ID
+  state ID                   the OCI state as JSON (status, pid, bundle, ...)
   kill [--all] ID [SIGNAL]
   delete [--force] ID
+  update --resources FILE ID  set the limits of a runtime-spec LinuxResources (JSON; - for stdin)
   run --bundle DIR ID        create, start, wait; exits with the container's code
   exec [-t] ID CMD [ARG...]   run a process in a running container
+  kill-cgroup PATH           kill every process of cgroup PATH and remove it (a pod init's,
+                             after its shim died); a missing cgroup is no error
+
+Commands other than run and exec exit with 3 when the container does not
+exist, 1 on other errors, 2 on usage errors.
 `
 
 // runtimeMain is an OCI runtime CLI (runc-compatible in the subset above)
@@ -74,6 +82,14 @@ func runtimeMain(args []string) int {
 		if err = dfs.Parse(rest); err == nil {
 			err = withID(dfs.Args(), func(id string) error { return e.Delete(ctx, id, *force) })
 		}
+	case "update":
+		err = cliUpdate(ctx, e, rest)
+	case "kill-cgroup":
+		if len(rest) != 1 {
+			err = errors.New("expects exactly one cgroup path")
+		} else {
+			err = killCgroup(ctx, rest[0])
+		}
 	case "run":
 		code, err = cliRun(ctx, e, rest)
 	case "exec":
@@ -84,6 +100,9 @@ func runtimeMain(args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "skiff-shim runtime %s: %v\n", cmd, err)
+		if errdefs.IsNotFound(err) {
+			return shim.RuntimeExitNotFound
+		}
 		return 1
 	}
 	return code

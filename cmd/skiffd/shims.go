@@ -13,8 +13,6 @@ import (
 
 	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/errdefs"
-	"github.com/skiffcri/skiff/oci"
-	"github.com/skiffcri/skiff/oci/cgroups"
 	"github.com/skiffcri/skiff/shim"
 )
 
@@ -30,6 +28,13 @@ func (s shims) dir(podID string) string       { return filepath.Join(s.stateDir,
 func (s shims) containerDir(id string) string { return filepath.Join(s.stateDir, "containers", id) }
 func (s shims) runtimeRoot() string           { return filepath.Join(s.stateDir, "oci") }
 func (s shims) wrap(c *shim.Client) cri.Shim  { return &shimClient{c: c, s: s} }
+
+// executor runs the executor's own CLI on the shims' executor state: what
+// is done to a container without its shim is done by the executor too,
+// never by skiffd itself (which does not link it).
+func (s shims) executor() shim.RuntimeCLI {
+	return shim.RuntimeCLI{Binary: s.binary, Root: s.runtimeRoot()}
+}
 
 func (s shims) Start(ctx context.Context, podID string, opts cri.ShimOptions) (cri.Shim, error) {
 	c, err := shim.Start(ctx, shim.StartOptions{
@@ -65,7 +70,7 @@ func (s shims) Stop(ctx context.Context, podID, initCgroup string) error {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		if initCgroup != "" {
-			if err := killCgroup(ctx, initCgroup); err != nil {
+			if err := s.executor().KillCgroup(ctx, initCgroup); err != nil {
 				return fmt.Errorf("pod init of pod %s: %w", podID, err)
 			}
 		}
@@ -74,22 +79,6 @@ func (s shims) Stop(ctx context.Context, podID, initCgroup string) error {
 		return fmt.Errorf("remove shim dir of pod %s: %w", podID, err)
 	}
 	return nil
-}
-
-// killCgroup kills every process of a cgroup a dead shim left and removes
-// the cgroup.
-func killCgroup(ctx context.Context, path string) error {
-	m, err := cgroups.Load(path)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := m.KillAll(ctx, syscall.SIGKILL); err != nil {
-		return err
-	}
-	return m.Destroy(ctx)
 }
 
 func (s shims) Running(podID string) bool {
@@ -109,9 +98,9 @@ func (s shims) WaitExit(ctx context.Context, podID string, pid int) error {
 	return shim.WaitExit(ctx, s.dir(podID), pid)
 }
 
-// Lost ends container id of a pod whose shim died: the executor kills every
-// process of its cgroup and waits for its init, and the exit is recorded
-// where the shim would have, so it is reported once and for good.
+// Lost ends container id of a pod whose shim died: the executor (its CLI)
+// kills every process of its cgroup and waits for its init, and the exit is
+// recorded where the shim would have, so it is reported once and for good.
 func (s shims) Lost(ctx context.Context, podID, id string) (cri.ContainerState, error) {
 	if s.Running(podID) {
 		return cri.ContainerState{}, errdefs.Unavailable("the shim of pod %s runs but does not answer", podID)
@@ -119,13 +108,12 @@ func (s shims) Lost(ctx context.Context, podID, id string) (cri.ContainerState, 
 	if st, ok := s.ExitState(podID, id); ok {
 		return st, nil
 	}
-	e := &oci.Executor{StateDir: s.runtimeRoot(), NewCgroup: oci.Cgroupfs}
 	rec := shim.ExitRecord{
 		ID: id, ExitCode: 255, Reason: cri.ReasonShimLost,
 	}
-	if st, err := e.State(ctx, id); err == nil {
+	if st, err := s.executor().State(ctx, id); err == nil {
 		rec.Pid = st.Pid
-		if st.Status != oci.StatusStopped {
+		if st.Status != specs.StateStopped {
 			// SIGKILLed by us, as the exit code says.
 			rec.ExitCode, rec.Signal = 128+int(syscall.SIGKILL), int(syscall.SIGKILL)
 		}
@@ -162,9 +150,11 @@ func (s shims) ExitState(podID, id string) (cri.ContainerState, bool) {
 	return st, true
 }
 
+// Cleanup has the executor force-delete what it still holds of container
+// id. After a live shim deleted the container there is nothing left, and
+// RuntimeCLI.Delete finds that out with a stat, without running anything.
 func (s shims) Cleanup(ctx context.Context, id string) error {
-	e := &oci.Executor{StateDir: s.runtimeRoot(), NewCgroup: oci.Cgroupfs}
-	if err := e.Delete(ctx, id, true); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.executor().Delete(ctx, id, true); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("executor state of container %s: %w", id, err)
 	}
 	return nil

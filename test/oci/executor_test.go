@@ -23,6 +23,7 @@ import (
 	"github.com/skiffcri/skiff/oci"
 	"github.com/skiffcri/skiff/oci/cgroups"
 	"github.com/skiffcri/skiff/oci/seccomp"
+	"github.com/skiffcri/skiff/shim"
 )
 
 func TestPID1AndHostname(t *testing.T) {
@@ -712,6 +713,16 @@ func TestRuntimeCLI(t *testing.T) {
 	if out, code := cli("exec", "cli", "cat", "/proc/1/comm"); code != 0 || out != "sleep\n" {
 		t.Fatalf("exec: %d %q", code, out)
 	}
+	// update sets new limits on the container's cgroup, as the shim's
+	// update operation does for UpdateContainerResources.
+	resFile := filepath.Join(t.TempDir(), "resources.json")
+	must(t, os.WriteFile(resFile, []byte(`{"memory":{"limit":50331648}}`), 0o644))
+	if out, code := cli("update", "--resources", resFile, "cli"); code != 0 {
+		t.Fatalf("update: %d %s", code, out)
+	}
+	if out, code := cli("exec", "cli", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"); code != 0 || out != "50331648\n" {
+		t.Fatalf("memory limit after update: %d %q", code, out)
+	}
 	if out, code := cli("kill", "--all", "cli", "KILL"); code != 0 {
 		t.Fatalf("kill: %d %s", code, out)
 	}
@@ -726,7 +737,34 @@ func TestRuntimeCLI(t *testing.T) {
 	if out, code := cli("delete", "cli"); code != 0 {
 		t.Fatalf("delete: %d %s", code, out)
 	}
-	if _, code := cli("state", "cli"); code == 0 {
-		t.Fatal("state after delete succeeded")
+	// Gone: the commands say so with their own exit status, which skiffd
+	// tells from other failures.
+	for _, args := range [][]string{{"state", "cli"}, {"delete", "--force", "cli"}, {"kill", "cli", "KILL"}} {
+		if out, code := cli(args...); code != shim.RuntimeExitNotFound {
+			t.Errorf("%s after delete: exit %d (%s), want %d", args[0], code, out, shim.RuntimeExitNotFound)
+		}
+	}
+
+	// kill-cgroup ends every process of a cgroup (a pod init's, after its
+	// shim died) and removes it; a cgroup that is gone is no error.
+	cgPath := "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-killcg"
+	cg, err := cgroups.New(cgPath)
+	must(t, err)
+	t.Cleanup(func() { cg.Destroy(context.Background()) })
+	sleeper := exec.Command("sleep", "1000")
+	must(t, sleeper.Start())
+	t.Cleanup(func() { sleeper.Process.Kill() })
+	must(t, cg.Apply(sleeper.Process.Pid))
+	if out, code := cli("kill-cgroup", cgPath); code != 0 {
+		t.Fatalf("kill-cgroup: %d %s", code, out)
+	}
+	if err := sleeper.Wait(); err == nil || sleeper.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("the cgroup's process ended with %v, want SIGKILL", err)
+	}
+	if _, err := cgroups.Load(cgPath); !errdefs.IsNotFound(err) {
+		t.Errorf("cgroup after kill-cgroup: %v, want it gone", err)
+	}
+	if out, code := cli("kill-cgroup", cgPath); code != 0 {
+		t.Errorf("kill-cgroup of a missing cgroup: %d %s", code, out)
 	}
 }

@@ -1,7 +1,7 @@
 // Package shim is the client side of skiff-shim, the long-lived per-pod
 // process that owns the pod's containers while skiffd comes and goes: Start
 // and Connect, the Client and its request and state types, the durable exit
-// records (ReadExitFile, WriteExitFile),, watching a shim process
+// records (ReadExitFile, WriteExitFile), watching a shim process
 // (WaitExit, IsShimProcess, PidFromFile) and RuntimeCLI, which drives the
 // executor's own command line for the clean-up after a shim is gone. The
 // daemon itself is package shim/daemon; skiffd links this package only,

@@ -1,7 +1,8 @@
 package cgroups
 
-// These tests run the Manager against plain temporary directories standing
-// in for cgroupfs (Layout.fake makes writes create files). They check which
+// These tests run the Manager against simFS, a simulation of cgroupfs over
+// a temporary directory (a Layout's fs seam; production code never takes
+// another path for them). They check which
 // files get which values; they do not prove the kernel accepts them. The v2
 // resource files (cpu.weight, cpu.max, memory.max, memory.swap.max, io.*,
 // pids.max, hugetlb, subtree_control) ran only against such a fake tree on
@@ -46,12 +47,12 @@ func fakeV2(t *testing.T) *Layout {
 	root := t.TempDir()
 	writeFile(t, filepath.Join(root, "cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n")
 	writeFile(t, filepath.Join(root, "cgroup.subtree_control"), "")
-	return &Layout{Mode: Unified, Unified: root, V1: map[string]string{}, fake: true}
+	return &Layout{Mode: Unified, Unified: root, V1: map[string]string{}, fs: &simFS{}}
 }
 
 func fakeV1(t *testing.T) *Layout {
 	root := t.TempDir()
-	l := &Layout{Mode: Hybrid, Unified: filepath.Join(root, "unified"), V1: map[string]string{}, fake: true}
+	l := &Layout{Mode: Hybrid, Unified: filepath.Join(root, "unified"), V1: map[string]string{}, fs: &simFS{}}
 	for _, c := range []string{"cpu,cpuacct", "cpuset", "memory", "pids", "devices", "freezer", "blkio"} {
 		for name := range strings.SplitSeq(c, ",") {
 			l.V1[name] = filepath.Join(root, c)
@@ -145,6 +146,14 @@ func TestFakeV2Set(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(got)) != want {
 			t.Errorf("%s = %q (%v), want %q", file, got, err, want)
 		}
+	}
+
+	want, err := DeviceProgram(r.Devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.fs.(*simFS).devices[m.Path("")]; string(got) != string(want) {
+		t.Errorf("device program attached to %s: %d bytes, want the %d of DeviceProgram", m.Path(""), len(got), len(want))
 	}
 
 	// Unlimited memory lifts swap too; a nil pids limit is left alone.

@@ -292,7 +292,7 @@ func TestKernelV2CoreFiles(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = removeTree(ctx, base)
+		_ = kernelFS{}.removeTree(ctx, base)
 	})
 	l := &Layout{Mode: Unified, Unified: base, V1: map[string]string{}}
 	m := newTestCgroup(t, l)
@@ -372,7 +372,7 @@ func v2Scratch(t *testing.T) *Layout {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = removeTree(ctx, base)
+		_ = kernelFS{}.removeTree(ctx, base)
 	})
 	return &Layout{Mode: Unified, Unified: base, V1: map[string]string{}}
 }

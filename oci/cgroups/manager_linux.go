@@ -17,10 +17,6 @@ import (
 	"github.com/skiffcri/skiff/errdefs"
 )
 
-// v2Controllers are the controllers Skiff enables for its cgroups on a
-// unified host when the parent offers them.
-var v2Controllers = []string{"cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"}
-
 // DetectLayout reads the cgroup mounts of the calling process.
 func DetectLayout() (*Layout, error) {
 	f, err := os.Open("/proc/self/mountinfo")
@@ -131,7 +127,7 @@ func (l *Layout) New(path string) (_ *Manager, retErr error) {
 	defer func() {
 		if retErr != nil {
 			for _, d := range slices.Backward(created) {
-				_ = unix.Rmdir(d)
+				_ = l.fsys().rmdir(d)
 			}
 		}
 	}()
@@ -140,7 +136,7 @@ func (l *Layout) New(path string) (_ *Manager, retErr error) {
 		if d != m.unified {
 			mnt = strings.TrimSuffix(d, m.path)
 		}
-		made, err := mkdirLevels(mnt, m.path)
+		made, err := l.mkdirLevels(mnt, m.path)
 		created = append(created, made...)
 		if err != nil {
 			return nil, err
@@ -176,139 +172,38 @@ func (l *Layout) Load(path string) (*Manager, error) {
 
 // mkdirLevels creates mnt+path one level at a time and returns the
 // directories it created, parents first.
-func mkdirLevels(mnt, path string) ([]string, error) {
+func (l *Layout) mkdirLevels(mnt, path string) ([]string, error) {
 	var made []string
 	cur := mnt
 	for part := range strings.SplitSeq(strings.Trim(path, "/"), "/") {
 		cur = filepath.Join(cur, part)
-		err := unix.Mkdir(cur, 0o755)
+		err := l.fsys().mkdir(cur)
 		switch {
 		case err == nil:
 			made = append(made, cur)
 		case errors.Is(err, unix.EEXIST):
 		default:
-			return made, &os.PathError{Op: "mkdir", Path: cur, Err: err}
+			return made, err
 		}
 	}
 	return made, nil
 }
 
-// initCpuset fills empty cpuset.cpus and cpuset.mems on every level from the
-// parent: a v1 cpuset cgroup starts empty and refuses tasks until both are
-// set (unless cgroup.clone_children was set on the parent).
-func (l *Layout) initCpuset(mnt, path string) error {
-	parent := mnt
-	for part := range strings.SplitSeq(strings.Trim(path, "/"), "/") {
-		cur := filepath.Join(parent, part)
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			v, err := l.read(filepath.Join(cur, f))
-			if err != nil && !(l.fake && errors.Is(err, fs.ErrNotExist)) {
-				return err
-			}
-			if strings.TrimSpace(v) != "" {
-				continue
-			}
-			pv, err := l.read(filepath.Join(parent, f))
-			if err != nil {
-				return err
-			}
-			if err := l.write(filepath.Join(cur, f), strings.TrimSpace(pv)); err != nil {
-				return err
-			}
-		}
-		parent = cur
+// fsys is the cgroup filesystem the layout's hierarchies live on.
+func (l *Layout) fsys() cgroupFS {
+	if l.fs == nil {
+		return kernelFS{}
 	}
-	return nil
+	return l.fs
 }
 
-// enableControllers turns on, from the root down to the cgroup's parent,
-// every wanted controller the level offers, so the leaf gets the interface
-// files. Controllers the kernel refuses one by one are skipped: Set reports
-// the missing file when a limit actually needs it.
-func (l *Layout) enableControllers(path string) error {
-	cur := l.Unified
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	for i := range parts {
-		avail, err := l.read(filepath.Join(cur, "cgroup.controllers"))
-		if err != nil {
-			return err
-		}
-		have := strings.Fields(avail)
-		enabled, _ := l.read(filepath.Join(cur, "cgroup.subtree_control"))
-		on := strings.Fields(enabled)
-		var want []string
-		for _, c := range v2Controllers {
-			if slices.Contains(have, c) && !slices.Contains(on, c) {
-				want = append(want, "+"+c)
-			}
-		}
-		if l.fake && len(want) > 0 {
-			// A plain file would keep only the last write; record the
-			// union as the kernel shows it.
-			for _, w := range want {
-				on = append(on, w[1:])
-			}
-			if err := l.write(filepath.Join(cur, "cgroup.subtree_control"), strings.Join(on, " ")); err != nil {
-				return err
-			}
-		} else {
-			for _, w := range want {
-				_ = l.write(filepath.Join(cur, "cgroup.subtree_control"), w)
-			}
-		}
-		cur = filepath.Join(cur, parts[i])
-		if l.fake {
-			// Mirror what the kernel does: the child offers what the
-			// parent enabled.
-			sub, _ := l.read(filepath.Join(filepath.Dir(cur), "cgroup.subtree_control"))
-			if err := l.write(filepath.Join(cur, "cgroup.controllers"), strings.TrimSpace(sub)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
+func (l *Layout) read(path string) (string, error) { return l.fsys().readFile(path) }
 
-func (l *Layout) read(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	return string(b), nil
-}
+// write stores one value in a cgroup file.
+func (l *Layout) write(path, value string) error { return l.fsys().writeFile(path, value) }
 
-// write stores one value in a cgroup file with a single write(2), which is
-// how cgroupfs wants it. Real cgroupfs files are never created.
-func (l *Layout) write(path, value string) error {
-	flags := unix.O_WRONLY | unix.O_TRUNC | unix.O_CLOEXEC
-	if l.fake {
-		flags |= unix.O_CREAT
-	}
-	fd, err := unix.Open(path, flags, 0o644)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	for {
-		_, err = unix.Write(fd, []byte(value))
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		return &os.PathError{Op: "write " + strconv.Quote(value), Path: path, Err: err}
-	}
-	return nil
-}
-
-// has reports whether a cgroup interface file exists; in a fake tree every
-// file is taken to exist because writes create them.
-func (l *Layout) has(path string) bool { return l.fake || exists(path) }
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
+// has reports whether a cgroup interface file exists.
+func (l *Layout) has(path string) bool { return l.fsys().exists(path) }
 
 // Path returns the directory of the cgroup for a v1 controller, or in
 // Unified mode the one directory for any controller. The empty controller
@@ -409,53 +304,6 @@ func (m *Manager) Freeze(ctx context.Context) error {
 	return errdefs.FailedPrecondition("cgroup %q: no freezer", m.path)
 }
 
-func (m *Manager) freezeV1(ctx context.Context, d string) error {
-	state := filepath.Join(d, "freezer.state")
-	for i := 0; ; i++ {
-		// Writing FROZEN again kicks tasks that were in the middle of a
-		// fork or vfork when the first write happened.
-		if i%50 == 0 {
-			if err := m.layout.write(state, "FROZEN"); err != nil {
-				return fmt.Errorf("cgroup %q: freeze: %w", m.path, err)
-			}
-		}
-		s, err := m.layout.read(state)
-		if err != nil {
-			return fmt.Errorf("cgroup %q: freeze: %w", m.path, err)
-		}
-		if strings.TrimSpace(s) == "FROZEN" {
-			return nil
-		}
-		if err := sleep(ctx, pollInterval); err != nil {
-			_ = m.layout.write(state, "THAWED")
-			return fmt.Errorf("cgroup %q: freeze: %w", m.path, err)
-		}
-	}
-}
-
-func (m *Manager) freezeV2(ctx context.Context, d string) error {
-	if err := m.layout.write(filepath.Join(d, "cgroup.freeze"), "1"); err != nil {
-		return fmt.Errorf("cgroup %q: freeze: %w", m.path, err)
-	}
-	for {
-		ev, err := m.layout.read(filepath.Join(d, "cgroup.events"))
-		if err != nil {
-			return fmt.Errorf("cgroup %q: freeze: %w", m.path, err)
-		}
-		kv, err := ParseFlatKeyed(ev)
-		if err != nil {
-			return fmt.Errorf("cgroup %q: cgroup.events: %w", m.path, err)
-		}
-		if kv["frozen"] == 1 {
-			return nil
-		}
-		if err := sleep(ctx, pollInterval); err != nil {
-			_ = m.layout.write(filepath.Join(d, "cgroup.freeze"), "0")
-			return fmt.Errorf("cgroup %q: freeze: %w", m.path, err)
-		}
-	}
-}
-
 // Thaw resumes the processes of a frozen cgroup.
 func (m *Manager) Thaw() error {
 	var err error
@@ -535,46 +383,12 @@ func (m *Manager) OOMKillCount() (uint64, error) {
 func (m *Manager) Destroy(ctx context.Context) error {
 	var errs []error
 	for _, d := range m.dirs() {
-		if m.layout.fake {
-			// Fake trees in unit tests hold regular files, which rmdir
-			// refuses; cgroupfs directories hold only virtual ones.
-			if err := os.RemoveAll(d); err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		if err := removeTree(ctx, d); err != nil {
+		if err := m.layout.fsys().removeTree(ctx, d); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cgroup %q: destroy: %w", m.path, err)
-	}
-	return nil
-}
-
-func removeTree(ctx context.Context, root string) error {
-	var dirs []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// WalkDir visits parents before children: remove in reverse.
-	for _, d := range slices.Backward(dirs) {
-		if err := rmdirRetry(ctx, d); err != nil {
-			return err
-		}
 	}
 	return nil
 }

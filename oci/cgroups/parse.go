@@ -141,9 +141,9 @@ type Layout struct {
 	// co-mounted controllers (cpu,cpuacct) share a mount point.
 	V1 map[string]string
 
-	// fake makes file writes create missing files, so a plain temporary
-	// directory can stand in for cgroupfs in unit tests.
-	fake bool
+	// fs is the filesystem the hierarchies live on; nil is the kernel's
+	// cgroupfs. Unit tests put a simulation here.
+	fs cgroupFS
 }
 
 // LayoutFromMounts decides the host's mode from its cgroup mounts. Named v1

@@ -434,7 +434,8 @@ func (d *daemon) leaks() []string {
 	for _, m := range mountsUnder(d.dir) {
 		out = append(out, "mount "+m)
 	}
-	for _, p := range processesUnder(d.dir, d.cmdPid()) {
+	procs := processesUnder(d.dir, d.cmdPid())
+	for _, p := range procs {
 		out = append(out, "process "+p)
 	}
 	for _, v := range bridgePorts(d.bridge) {
@@ -589,9 +590,12 @@ func processPidsUnder(dir string, skip int) []int {
 	return out
 }
 
-// orphanZombie reports whether pid has exited and waits to be reaped by a
-// parent that is not the runtime's: the processes of a killed shim are
-// re-parented to the host's init, which reaps them in its own time.
+// orphanZombie reports whether pid is on its way out and only waits for a
+// parent that is not the runtime's: a zombie waiting to be reaped, or a
+// process past exit whose memory is gone (a pod init that was killed
+// waits so, as PID 1 of its namespace, until the namespace's other
+// zombies are reaped). The processes of a killed shim are re-parented to
+// the host's init, which reaps them in its own time.
 func orphanZombie(pid int, dir string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -602,8 +606,13 @@ func orphanZombie(pid int, dir string) bool {
 		return false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 || (f[0] != "Z" && f[0] != "X") {
+	if len(f) < 2 {
 		return false
+	}
+	if f[0] != "Z" && f[0] != "X" {
+		// Exiting: the kernel dropped its memory, and with it exe.
+		_, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		return errors.Is(err, os.ErrNotExist)
 	}
 	ppid, err := strconv.Atoi(f[1])
 	return err == nil && !processUnder(ppid, dir)

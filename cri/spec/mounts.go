@@ -1,0 +1,156 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/errdefs"
+)
+
+// Mounts returns the container's mounts, sorted so parents come before their
+// children, and the rootfs propagation the mounts need.
+func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, error) {
+	// sysfs and the cgroup filesystem are writable only for privileged
+	// containers.
+	sysMode := "ro"
+	if privileged {
+		sysMode = "rw"
+	}
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", sysMode}},
+		// The container's own cgroups, where JVMs, Go, Node.js and .NET
+		// read their limits.
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysMode}},
+	}
+	if in.PodFiles.Shm != "" {
+		mounts = append(mounts, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: in.PodFiles.Shm, Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec"}})
+	} else {
+		mounts = append(mounts, specs.Mount{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}})
+	}
+	podFile := func(dst, src string) {
+		if src == "" {
+			return
+		}
+		opts := []string{"rbind", "rprivate"}
+		if readonlyRoot {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+	}
+	hostNet := in.Pod.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	if !hostNet {
+		podFile("/etc/hostname", in.PodFiles.Hostname)
+	}
+	podFile("/etc/hosts", in.PodFiles.Hosts)
+	podFile("/etc/resolv.conf", in.PodFiles.ResolvConf)
+
+	rootProp := ""
+	user := map[string]bool{}
+	var userMounts []specs.Mount
+	for _, m := range in.Container.GetMounts() {
+		if m.GetImage() != nil && m.GetImage().GetImage() != "" {
+			return nil, "", errdefs.Unimplemented("image volume mounts (%s) are not supported", m.ContainerPath)
+		}
+		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
+			return nil, "", errdefs.Unimplemented("id-mapped mounts (%s) are not supported", m.ContainerPath)
+		}
+		dst := filepath.Clean(m.ContainerPath)
+		if !filepath.IsAbs(dst) {
+			return nil, "", errdefs.InvalidArgument("mount container path %q is not absolute", m.ContainerPath)
+		}
+		if m.HostPath == "" {
+			return nil, "", errdefs.InvalidArgument("mount %s has no host path", dst)
+		}
+		src, err := hostPath(m.HostPath)
+		if err != nil {
+			return nil, "", err
+		}
+		opts := []string{"rbind"}
+		switch m.Propagation {
+		case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+			opts = append(opts, "rprivate")
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			if err := ensurePropagation(src, false); err != nil {
+				return nil, "", err
+			}
+			opts = append(opts, "rslave")
+			if rootProp == "" {
+				rootProp = "rslave"
+			}
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			if !privileged {
+				return nil, "", errdefs.InvalidArgument("bidirectional mount propagation of %s needs a privileged container", dst)
+			}
+			if err := ensurePropagation(src, true); err != nil {
+				return nil, "", err
+			}
+			opts = append(opts, "rshared")
+			rootProp = "rshared"
+		default:
+			return nil, "", errdefs.InvalidArgument("mount %s: unknown propagation %v", dst, m.Propagation)
+		}
+		if m.RecursiveReadOnly {
+			if !m.Readonly {
+				return nil, "", errdefs.InvalidArgument("mount %s: recursive read-only needs readonly", dst)
+			}
+			if m.Propagation != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+				return nil, "", errdefs.InvalidArgument("mount %s: recursive read-only needs private propagation", dst)
+			}
+			opts = append(opts, "rro")
+		} else if m.Readonly {
+			opts = append(opts, "ro")
+		} else {
+			opts = append(opts, "rw")
+		}
+		user[dst] = true
+		userMounts = append(userMounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+	}
+	// A container mount replaces a default one at the same place (for
+	// example a volume on /etc/hosts or /dev/shm).
+	out := mounts[:0]
+	for _, m := range mounts {
+		if !user[m.Destination] {
+			out = append(out, m)
+		}
+	}
+	out = append(out, userMounts...)
+	sort.SliceStable(out, func(i, j int) bool { return depth(out[i].Destination) < depth(out[j].Destination) })
+	return out, rootProp, nil
+}
+
+func depth(p string) int {
+	p = filepath.Clean(p)
+	if p == "/" {
+		return 0
+	}
+	return strings.Count(p, "/")
+}
+
+// hostPath resolves symlinks of a volume's host path and, like other
+// runtimes, creates a missing path as a directory.
+func hostPath(p string) (string, error) {
+	if !filepath.IsAbs(p) {
+		return "", errdefs.InvalidArgument("mount host path %q is not absolute", p)
+	}
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return "", fmt.Errorf("create mount host path %s: %w", p, err)
+		}
+	}
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", fmt.Errorf("resolve mount host path %s: %w", p, err)
+	}
+	return r, nil
+}

@@ -42,15 +42,9 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if st.Status == StateExited {
 		status.ExitCode = st.ExitCode
 		status.FinishedAt = st.FinishedAt.UnixNano()
-		switch {
-		case st.Reason == ReasonShimLost:
-		case st.OOMKilled:
-			status.Reason = "OOMKilled"
-		case st.ExitCode == 0:
-			status.Reason = "Completed"
-		default:
-			status.Reason = "Error"
-		}
+		// The reason is the exit record's (the shim package's rule, or
+		// ReasonShimLost); Shims fill it in for records without one.
+		status.Reason = st.Reason
 	}
 	user := &runtimeapi.LinuxContainerUser{Uid: int64(rec.UID), Gid: int64(rec.GID)}
 	for _, g := range rec.Groups {

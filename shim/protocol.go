@@ -38,6 +38,19 @@ const (
 	ReasonOOMKilled = "OOMKilled"
 )
 
+// ExitReason is the reason of an exit: OOMKilled when the kernel's OOM
+// killer killed a process of the container, Completed for exit code 0,
+// Error otherwise. The one place this rule is written.
+func ExitReason(exitCode int, oomKilled bool) string {
+	switch {
+	case oomKilled:
+		return ReasonOOMKilled
+	case exitCode == 0:
+		return ReasonCompleted
+	}
+	return ReasonError
+}
+
 // CreateRequest describes a container to create. The rootfs must already be
 // mounted by the caller; the shim passes it and the spec to the Runtime.
 type CreateRequest struct {

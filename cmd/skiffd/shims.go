@@ -144,6 +144,9 @@ func (s shims) ExitState(podID, id string) (cri.ContainerState, bool) {
 		Status: cri.StateExited, Pid: rec.Pid, ExitCode: int32(rec.ExitCode),
 		StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, OOMKilled: rec.OOMKilled, Reason: rec.Reason,
 	}
+	if st.Reason == "" {
+		st.Reason = shim.ExitReason(rec.ExitCode, rec.OOMKilled)
+	}
 	if rec.Reason == cri.ReasonShimLost {
 		st.Message = "the pod's shim died; Skiff ended the container's processes (its start time and logs after that are lost)"
 	}
@@ -178,6 +181,9 @@ func toState(st shim.ContainerState) cri.ContainerState {
 		out.Status = cri.StateRunning
 	case shim.StatusExited:
 		out.Status = cri.StateExited
+		if out.Reason == "" {
+			out.Reason = shim.ExitReason(st.ExitCode, st.OOMKilled)
+		}
 	default:
 		out.Status = cri.StateUnknown
 	}

@@ -150,13 +150,7 @@ func (d *daemon) watch(c *container, proc Process) {
 			d.cfg.Logger.Warn("oom check", "id", c.id, "error", err)
 		}
 	}
-	reason := shim.ReasonError
-	switch {
-	case oom:
-		reason = shim.ReasonOOMKilled
-	case code == 0:
-		reason = shim.ReasonCompleted
-	}
+	reason := shim.ExitReason(code, oom)
 	c.mu.Lock()
 	rec := shim.ExitRecord{
 		ID:         c.id,

@@ -7,68 +7,9 @@ import (
 
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/internal/signame"
 )
-
-// Real-time signals as user space numbers them: glibc keeps 32 and 33 for
-// itself, so SIGRTMIN is 34, as in Docker's and the kubelet's tables.
-const (
-	sigRTMin = 34
-	sigRTMax = 64
-)
-
-// signalAliases are the second names of signals that x/sys/unix knows under
-// their first name only.
-var signalAliases = map[string]syscall.Signal{
-	"SIGCLD":  unix.SIGCHLD,
-	"SIGIOT":  unix.SIGABRT,
-	"SIGPOLL": unix.SIGIO,
-}
-
-// parseSignal reads a signal as images' STOPSIGNAL spell it: "SIGTERM",
-// "TERM", "15", "SIGRTMIN+3", "RTMAX-1".
-func parseSignal(s string) (syscall.Signal, bool) {
-	s = strings.ToUpper(strings.TrimSpace(s))
-	if n, err := strconv.Atoi(s); err == nil {
-		return syscall.Signal(n), n > 0 && n <= sigRTMax
-	}
-	if !strings.HasPrefix(s, "SIG") {
-		s = "SIG" + s
-	}
-	if n := unix.SignalNum(s); n != 0 {
-		return n, true
-	}
-	if n, ok := signalAliases[s]; ok {
-		return n, true
-	}
-	for _, rt := range []struct {
-		name string
-		base int
-		sign int
-	}{{"SIGRTMIN", sigRTMin, 1}, {"SIGRTMAX", sigRTMax, -1}} {
-		rest, ok := strings.CutPrefix(s, rt.name)
-		if !ok {
-			continue
-		}
-		off := 0
-		if rest != "" {
-			op := "+"
-			if rt.sign < 0 {
-				op = "-"
-			}
-			num, ok := strings.CutPrefix(rest, op)
-			if !ok {
-				return 0, false
-			}
-			var err error
-			if off, err = strconv.Atoi(num); err != nil || off < 0 {
-				return 0, false
-			}
-		}
-		n := rt.base + rt.sign*off
-		return syscall.Signal(n), n >= sigRTMin && n <= sigRTMax
-	}
-	return 0, false
-}
 
 // criSignalName turns a runtimeapi.Signal into the signal's name:
 // SIGNAL_SIGRTMINPLUS3 into SIGRTMIN+3.
@@ -83,14 +24,14 @@ func signalFromCRI(sig runtimeapi.Signal) (syscall.Signal, bool) {
 	if sig == runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
 		return 0, false
 	}
-	return parseSignal(criSignalName(sig))
+	return signame.Parse(criSignalName(sig))
 }
 
 // signalToCRI is the CRI enum of a signal name or number, preferring the
 // name as given (SIGCLD stays SIGCLD); RUNTIME_DEFAULT when the enum has
 // no value for it (32 and 33, which glibc reserves).
 func signalToCRI(name string) runtimeapi.Signal {
-	n, ok := parseSignal(name)
+	n, ok := signame.Parse(name)
 	if !ok {
 		return runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT
 	}
@@ -109,14 +50,14 @@ func signalToCRI(name string) runtimeapi.Signal {
 func signalNumberToCRI(n syscall.Signal) runtimeapi.Signal {
 	var name string
 	switch {
-	case n == sigRTMin:
+	case n == signame.RTMin:
 		name = "SIGRTMIN"
-	case n == sigRTMax:
+	case n == signame.RTMax:
 		name = "SIGRTMAX"
-	case n > sigRTMin && n <= sigRTMin+15:
-		name = "SIGRTMINPLUS" + strconv.Itoa(int(n)-sigRTMin)
-	case n < sigRTMax && n >= sigRTMax-14:
-		name = "SIGRTMAXMINUS" + strconv.Itoa(sigRTMax-int(n))
+	case n > signame.RTMin && n <= signame.RTMin+15:
+		name = "SIGRTMINPLUS" + strconv.Itoa(int(n)-signame.RTMin)
+	case n < signame.RTMax && n >= signame.RTMax-14:
+		name = "SIGRTMAXMINUS" + strconv.Itoa(signame.RTMax-int(n))
 	default:
 		name = unix.SignalName(n)
 	}
@@ -133,7 +74,7 @@ func stopSignal(cfg *runtimeapi.ContainerConfig, image string) syscall.Signal {
 		return n
 	}
 	if image != "" {
-		if n, ok := parseSignal(image); ok {
+		if n, ok := signame.Parse(image); ok {
 			return n
 		}
 	}
@@ -146,7 +87,7 @@ func criStopSignal(cfg *runtimeapi.ContainerConfig, image string) runtimeapi.Sig
 		return cfg.GetStopSignal()
 	}
 	if image != "" {
-		if _, ok := parseSignal(image); ok {
+		if _, ok := signame.Parse(image); ok {
 			return signalToCRI(image)
 		}
 	}

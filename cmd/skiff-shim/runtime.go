@@ -12,13 +12,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/signame"
 	"github.com/skiffcri/skiff/oci"
 	"github.com/skiffcri/skiff/shim"
 )
@@ -182,15 +182,8 @@ func sendConsole(path string, console *os.File) error {
 }
 
 func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	sig := unix.SignalNum(name)
-	if sig == 0 {
+	sig, ok := signame.Parse(s)
+	if !ok {
 		return 0, fmt.Errorf("unknown signal %q", s)
 	}
 	return sig, nil

@@ -144,6 +144,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		CreatedAt: time.Now(), LogPath: lp, Bundle: s.containerDir(id),
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 		StopSignal: img.Config.Config.StopSignal,
+		// The cgroup follows the pod's recorded parent, whatever the
+		// request's copy of the pod config says; computed once, here.
+		CgroupPath: cgroupPath(recorded, id),
 	}
 	// The record comes before the image hold, so that a crash in between
 	// leaves a record whose removal releases the hold.
@@ -175,7 +178,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 			return nil, err
 		}
 	case runtimeapi.NamespaceMode_POD:
-		if pod.NSPaths["pid"] == "" {
+		if pod.Namespaces.PID == "" {
 			s.log.Debug("container asks for the pod's PID namespace but the pod shares none; it gets its own",
 				"container", id, "pod", pod.ID)
 		}
@@ -183,11 +186,11 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	ociSpec, err := spec.Generate(spec.Input{
 		ID: id, SandboxID: pod.ID, Pod: podCfg, Container: cfg,
 		ImageName: imageName, Image: img.Config.Config, Rootfs: rootfs,
-		PodNS: spec.Namespaces{Net: pod.NSPaths["net"], IPC: pod.NSPaths["ipc"], UTS: pod.NSPaths["uts"], PID: pod.NSPaths["pid"]},
+		PodNS: spec.Namespaces{Net: pod.Namespaces.Net, IPC: pod.Namespaces.IPC, UTS: pod.Namespaces.UTS, PID: pod.Namespaces.PID},
 		PodFiles: spec.PodFiles{
-			Hostname: pod.Files["hostname"], Hosts: pod.Files["hosts"], ResolvConf: pod.Files["resolv.conf"], Shm: pod.ShmPath,
+			Hostname: pod.Files.Hostname, Hosts: pod.Files.Hosts, ResolvConf: pod.Files.ResolvConf, Shm: pod.Files.Shm,
 		},
-		CgroupsPath: cgroupPath(podCfg, id),
+		CgroupsPath: rec.CgroupPath,
 		TargetPIDNS: targetPID,
 		Seccomp:     s.seccomp,
 		CgroupV2:    s.cgroupV2,
@@ -210,7 +213,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	undo = append(undo, func() { _ = shim.Delete(context.Background(), id) })
-	if err := s.recordCreated(ctx, shim, rec, ociSpec, cgroupPath(podCfg, id)); err != nil {
+	if err := s.recordCreated(ctx, shim, rec, ociSpec, rec.CgroupPath); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	if err := s.meta.PutContainer(rec); err != nil {
@@ -273,7 +276,12 @@ func (s *Server) containerState(ctx context.Context, rec *meta.Container) (Conta
 		return st, nil
 	}
 	// The shim died while the container existed: nothing else will end
-	// its processes or record its exit, so Lost does both, once.
+	// its processes or record its exit, so Lost does both, once. Callers
+	// may or may not hold the container's lock (ContainerStatus does
+	// not), so the lost path has its own: a second caller waits and then
+	// finds the exit record.
+	unlock := s.lostLocks.lock(rec.ID)
+	defer unlock()
 	st, err := s.shims.Lost(ctx, rec.PodID, rec.ID)
 	if err != nil {
 		s.log.Warn("container of an unreachable shim", "container", rec.ID, "pod", rec.PodID, "err", err)

@@ -33,7 +33,7 @@ type PodNetStats interface {
 // traffic is the node's, which the kubelet reads itself. A pod that is not
 // ready has had its interfaces removed by CNI DEL.
 func (s *Server) podNetworkUsage(ctx context.Context, pod *meta.Pod) (*runtimeapi.NetworkUsage, error) {
-	netns := pod.NSPaths["net"]
+	netns := pod.Namespaces.Net
 	if s.netStats == nil || pod.State != podReady || netns == "" {
 		return nil, nil
 	}

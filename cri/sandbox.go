@@ -87,7 +87,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	rec := &meta.Pod{
 		ID: id, Name: name, Config: raw, RuntimeHandler: req.GetRuntimeHandler(),
-		State: podNotReady, CreatedAt: time.Now(), NSDir: s.podDir(id),
+		State: podNotReady, CreatedAt: time.Now(),
 		CgroupParent: cfg.GetLinux().GetCgroupParent(),
 		Labels:       cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 	}
@@ -112,9 +112,8 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			s.log.Warn("undo pod resources", "pod", id, "err", err)
 		}
 	})
-	rec.NSPaths = map[string]string{"net": ns.Net, "ipc": ns.IPC, "uts": ns.UTS}
-	rec.ShmPath = files.Shm
-	rec.Files = map[string]string{"hostname": files.Hostname, "hosts": files.Hosts, "resolv.conf": files.ResolvConf}
+	rec.Namespaces = meta.PodNamespaces{Net: ns.Net, IPC: ns.IPC, UTS: ns.UTS}
+	rec.Files = meta.PodFiles{Hostname: files.Hostname, Hosts: files.Hosts, ResolvConf: files.ResolvConf, Shm: files.Shm}
 
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	if !hostNet {
@@ -172,7 +171,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			_ = shim.Close()
 			return nil, fmt.Errorf("run pod sandbox %s: pin PID namespace: %w", name, err)
 		}
-		rec.NSPaths["pid"] = path
+		rec.Namespaces.PID = path
 	}
 	shimPid := shim.Pid()
 	_ = shim.Close()
@@ -187,7 +186,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 
 func (s *Server) netRequest(rec *meta.Pod, cfg *runtimeapi.PodSandboxConfig) PodNetworkRequest {
 	req := PodNetworkRequest{
-		PodID: rec.ID, NetNS: rec.NSPaths["net"],
+		PodID: rec.ID, NetNS: rec.Namespaces.Net,
 		Name: cfg.GetMetadata().GetName(), Namespace: cfg.GetMetadata().GetNamespace(), UID: cfg.GetMetadata().GetUid(),
 		PortMappings: cfg.GetPortMappings(), DNS: cfg.GetDnsConfig(),
 		Annotations: cfg.GetAnnotations(), Labels: cfg.GetLabels(),

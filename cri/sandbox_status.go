@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -78,19 +77,15 @@ type podInfo struct {
 
 func (s *Server) podInfoJSON(ctx context.Context, rec *meta.Pod, cfg *runtimeapi.PodSandboxConfig) (string, error) {
 	info := podInfo{
-		Namespaces: map[string]string{}, ShmPath: rec.ShmPath, Files: rec.Files,
+		Namespaces: map[string]string{}, ShmPath: rec.Files.Shm,
+		Files:        map[string]string{"hostname": rec.Files.Hostname, "hosts": rec.Files.Hosts, "resolv.conf": rec.Files.ResolvConf},
 		CgroupParent: rec.CgroupParent, RuntimeHandler: rec.RuntimeHandler, Config: cfg,
 	}
 	if info.RuntimeHandler == "" {
 		info.RuntimeHandler = RuntimeName
 	}
-	kinds := make([]string, 0, len(rec.NSPaths))
-	for k := range rec.NSPaths {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		if p := rec.NSPaths[k]; p != "" {
+	for k, p := range map[string]string{"net": rec.Namespaces.Net, "ipc": rec.Namespaces.IPC, "uts": rec.Namespaces.UTS, "pid": rec.Namespaces.PID} {
+		if p != "" {
 			info.Namespaces[k] = p
 		}
 	}

@@ -98,9 +98,11 @@ type Server struct {
 	// was given, which lasts as long as the daemon.
 	life atomic.Pointer[context.Context]
 
-	locks    keyedLocks
-	podNames names
-	ctrNames names
+	locks keyedLocks
+	// lostLocks serialise the clean-up of containers whose shim died.
+	lostLocks keyedLocks
+	podNames  names
+	ctrNames  names
 }
 
 // New builds a Server from its dependencies.

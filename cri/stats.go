@@ -26,9 +26,13 @@ func cgroupPath(podCfg *runtimeapi.PodSandboxConfig, id string) string {
 	return filepath.Join(parent, id)
 }
 
-// containerCgroup returns the cgroup path of a container, from its pod's
-// recorded config.
+// containerCgroup returns the cgroup path of a container: the one its
+// record keeps, or for records from before it was kept, the one its pod's
+// recorded config gives.
 func (s *Server) containerCgroup(rec *meta.Container) (string, error) {
+	if rec.CgroupPath != "" {
+		return rec.CgroupPath, nil
+	}
 	pod, err := s.meta.Pod(rec.PodID)
 	if err != nil {
 		return "", err

@@ -199,7 +199,7 @@ func (r streamRuntime) PortForward(ctx context.Context, podID string, port int32
 	if port <= 0 || port > 65535 {
 		return errdefs.InvalidArgument("port %d is out of range", port)
 	}
-	netns := rec.NSPaths["net"]
+	netns := rec.Namespaces.Net
 	conn, err := dialInNetNS(ctx, netns, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		return fmt.Errorf("port forward to pod %s port %d: %w", podID, port, err)

@@ -38,44 +38,89 @@ func New(db *bbolt.DB) (*Store, error) {
 
 // Pod is the persisted record of a pod sandbox.
 type Pod struct {
-	ID             string            `json:"id"`
-	Name           string            `json:"name"`   // reserved name: name_namespace_uid_attempt
-	Config         json.RawMessage   `json:"config"` // protojson of runtimeapi.PodSandboxConfig
-	RuntimeHandler string            `json:"runtimeHandler,omitempty"`
-	State          string            `json:"state"` // ready, notready
-	CreatedAt      time.Time         `json:"createdAt"`
-	IPs            []string          `json:"ips,omitempty"`
-	NSDir          string            `json:"nsDir,omitempty"`
-	NSPaths        map[string]string `json:"nsPaths,omitempty"` // kind -> pinned path
-	ShmPath        string            `json:"shmPath,omitempty"`
-	Files          map[string]string `json:"files,omitempty"` // hostname, hosts, resolv.conf
-	CgroupParent   string            `json:"cgroupParent,omitempty"`
+	ID             string          `json:"id"`
+	Name           string          `json:"name"`   // reserved name: name_namespace_uid_attempt
+	Config         json.RawMessage `json:"config"` // protojson of runtimeapi.PodSandboxConfig
+	RuntimeHandler string          `json:"runtimeHandler,omitempty"`
+	State          string          `json:"state"` // ready, notready
+	CreatedAt      time.Time       `json:"createdAt"`
+	IPs            []string        `json:"ips,omitempty"`
+	// Namespaces are the pod's pinned namespaces.
+	Namespaces PodNamespaces `json:"namespaces"`
+	// Files are the files every container of the pod bind-mounts.
+	Files        PodFiles `json:"podFiles"`
+	CgroupParent string   `json:"cgroupParent,omitempty"`
 	// InitCgroup is the cgroup of the pod init (pods sharing a PID
 	// namespace), "" when the pod has none.
-	InitCgroup   string `json:"initCgroup,omitempty"`
-	NetworkSetUp bool   `json:"networkSetUp,omitempty"`
-	// ShimLost says the pod's shim died while the pod was ready.
-	ShimLost    bool              `json:"shimLost,omitempty"`
-	ShimSocket  string            `json:"shimSocket,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Annotations map[string]string `json:"annotations,omitempty"`
+	InitCgroup   string            `json:"initCgroup,omitempty"`
+	NetworkSetUp bool              `json:"networkSetUp,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// PodNamespaces are the paths of a pod's pinned namespace files; "" is the
+// host's namespace of that kind (PID: the pod shares none).
+type PodNamespaces struct {
+	Net string `json:"net,omitempty"`
+	IPC string `json:"ipc,omitempty"`
+	UTS string `json:"uts,omitempty"`
+	PID string `json:"pid,omitempty"`
+}
+
+// PodFiles are the paths of a pod's hostname, hosts and resolv.conf files
+// and of its /dev/shm.
+type PodFiles struct {
+	Hostname   string `json:"hostname,omitempty"`
+	Hosts      string `json:"hosts,omitempty"`
+	ResolvConf string `json:"resolvConf,omitempty"`
+	Shm        string `json:"shm,omitempty"`
+}
+
+// UnmarshalJSON reads pod records of every version: records written before
+// the namespaces and files were typed kept them in maps ("nsPaths",
+// "files") and the shm path apart ("shmPath").
+func (p *Pod) UnmarshalJSON(b []byte) error {
+	type current Pod
+	var rec struct {
+		current
+		NSPaths  map[string]string `json:"nsPaths"`
+		OldFiles map[string]string `json:"files"`
+		ShmPath  string            `json:"shmPath"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return err
+	}
+	*p = Pod(rec.current)
+	if rec.NSPaths != nil {
+		p.Namespaces = PodNamespaces{Net: rec.NSPaths["net"], IPC: rec.NSPaths["ipc"], UTS: rec.NSPaths["uts"], PID: rec.NSPaths["pid"]}
+	}
+	if rec.OldFiles != nil {
+		p.Files = PodFiles{Hostname: rec.OldFiles["hostname"], Hosts: rec.OldFiles["hosts"], ResolvConf: rec.OldFiles["resolv.conf"]}
+	}
+	if rec.ShmPath != "" {
+		p.Files.Shm = rec.ShmPath
+	}
+	return nil
 }
 
 // Container is the persisted record of a container; its live state comes from
 // the pod's shim and the exit file.
 type Container struct {
-	ID         string          `json:"id"`
-	PodID      string          `json:"podId"`
-	Name       string          `json:"name"`   // reserved name within the pod
-	Config     json.RawMessage `json:"config"` // protojson of runtimeapi.ContainerConfig
-	ImageID    string          `json:"imageId"`
-	ImageRef   string          `json:"imageRef"`
-	ImageName  string          `json:"imageName"`
-	CreatedAt  time.Time       `json:"createdAt"`
-	LogPath    string          `json:"logPath,omitempty"`
-	Bundle     string          `json:"bundle"`
-	Rootfs     string          `json:"rootfs"`
-	StopSignal string          `json:"stopSignal,omitempty"`
+	ID        string          `json:"id"`
+	PodID     string          `json:"podId"`
+	Name      string          `json:"name"`   // reserved name within the pod
+	Config    json.RawMessage `json:"config"` // protojson of runtimeapi.ContainerConfig
+	ImageID   string          `json:"imageId"`
+	ImageRef  string          `json:"imageRef"`
+	ImageName string          `json:"imageName"`
+	CreatedAt time.Time       `json:"createdAt"`
+	LogPath   string          `json:"logPath,omitempty"`
+	Bundle    string          `json:"bundle"`
+	Rootfs    string          `json:"rootfs"`
+	// CgroupPath is the container's cgroup, computed once at create
+	// (empty in records written before it was kept).
+	CgroupPath string `json:"cgroupPath,omitempty"`
+	StopSignal string `json:"stopSignal,omitempty"`
 	// Resources is the protojson of the runtimeapi.ContainerResources in
 	// effect: what CreateContainer applied, then each successful
 	// UpdateContainerResources. Records written before it existed have

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -80,5 +81,34 @@ func TestOldContainerRecordDecodes(t *testing.T) {
 	}
 	if c, err = s.Container("c0"); err != nil || string(c.Resources) != `{"linux":{"memoryLimitInBytes":"67108864"}}` {
 		t.Fatalf("round trip: %s, %v", c.Resources, err)
+	}
+}
+
+// TestPodRecordOfEveryVersion reads a pod record written before the
+// namespaces and files were typed.
+func TestPodRecordOfEveryVersion(t *testing.T) {
+	old := `{"id":"p1","name":"n","config":{},"state":"ready","createdAt":"2026-12-01T00:00:00Z",
+		"nsDir":"/run/skiff/pods/p1","nsPaths":{"net":"/ns/net","ipc":"/ns/ipc","uts":"/ns/uts","pid":"/ns/pid"},
+		"shmPath":"/pod/shm","files":{"hostname":"/pod/hostname","hosts":"/pod/hosts","resolv.conf":"/pod/resolv.conf"},
+		"shimSocket":"/x.sock"}`
+	var p Pod
+	if err := json.Unmarshal([]byte(old), &p); err != nil {
+		t.Fatal(err)
+	}
+	wantNS := PodNamespaces{Net: "/ns/net", IPC: "/ns/ipc", UTS: "/ns/uts", PID: "/ns/pid"}
+	wantFiles := PodFiles{Hostname: "/pod/hostname", Hosts: "/pod/hosts", ResolvConf: "/pod/resolv.conf", Shm: "/pod/shm"}
+	if p.ID != "p1" || p.State != "ready" || p.Namespaces != wantNS || p.Files != wantFiles {
+		t.Fatalf("old record read as %+v", p)
+	}
+	b, err := json.Marshal(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again Pod
+	if err := json.Unmarshal(b, &again); err != nil {
+		t.Fatal(err)
+	}
+	if again.Namespaces != wantNS || again.Files != wantFiles {
+		t.Fatalf("rewritten record read as %+v (%s)", again, b)
 	}
 }

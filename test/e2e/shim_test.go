@@ -135,12 +135,20 @@ func TestShimKilled(t *testing.T) {
 			t.Errorf("StopContainer %s: %v", id, err)
 		}
 	}
-	resp, err := d.rt.PodSandboxStatus(ctxT(t, 30*time.Second), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
-		t.Errorf("pod state after its shim died = %v, want NOTREADY", resp.Status.State)
+	// skiffd turns the pod NotReady once it has ended the pod's containers,
+	// which the calls above may have overtaken.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := d.rt.PodSandboxStatus(ctxT(t, 30*time.Second), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status.State == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod state 10s after its shim died = %v, want NOTREADY", resp.Status.State)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// The pod init waits in the pod's cgroup for StopPodSandbox, which the
 	// daemon's clean-up calls and checks.

@@ -18,7 +18,7 @@ import (
 	"github.com/skiffcri/skiff/meta"
 )
 
-func (s *Server) containerDir(id string) string { return filepath.Join(s.stateDir, "containers", id) }
+func (s *Server) containerDir(id string) string { return s.containers.Dir(id) }
 
 func containerConfig(rec *meta.Container) (*runtimeapi.ContainerConfig, error) {
 	cfg := &runtimeapi.ContainerConfig{}
@@ -159,6 +159,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	}
 	undo = append(undo, func() { _ = s.images.Release(context.Background(), img.ID, id) })
 
+	// The container's directory (rootfs mount point, spec, exit record)
+	// goes with a failed create.
+	undo = append(undo, func() { _ = os.RemoveAll(s.containerDir(id)) })
 	rootfs, err := s.rootfs.Mount(ctx, id, img.ID)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: rootfs: %w", name, err)

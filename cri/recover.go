@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -94,6 +95,8 @@ func (s *Server) Recover(ctx context.Context) error {
 			}
 			if err := s.rootfs.Unmount(ctx, id); err != nil {
 				s.log.Warn("recover: unmount orphan rootfs", "container", id, "err", err)
+			} else if err := os.RemoveAll(s.containerDir(id)); err != nil {
+				s.log.Warn("recover: remove orphan container directory", "container", id, "err", err)
 			}
 		}
 		_ = shim.Close()

@@ -18,13 +18,14 @@ import (
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/internal/atomicfile"
+	"github.com/skiffcri/skiff/internal/statedir"
 	"github.com/skiffcri/skiff/meta"
 	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
 // specFile is the OCI runtime spec Skiff generated for a container, kept
-// in its bundle directory for ContainerStatus's verbose info.
-const specFile = "config.json"
+// in its directory for ContainerStatus's verbose info.
+const specFile = statedir.SpecFile
 
 // kernelView reads what the kernel applied to a container, where that can
 // differ from what the spec asked for. Tests replace it.

@@ -6,6 +6,7 @@ package cri
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/image"
+	"github.com/skiffcri/skiff/internal/statedir"
 	"github.com/skiffcri/skiff/meta"
 )
 
@@ -98,6 +100,9 @@ type Server struct {
 	// was given, which lasts as long as the daemon.
 	life atomic.Pointer[context.Context]
 
+	// containers lays out the per-container state directories.
+	containers statedir.Containers
+
 	locks keyedLocks
 	// lostLocks serialise the clean-up of containers whose shim died.
 	lostLocks keyedLocks
@@ -120,6 +125,7 @@ func New(opts Options) *Server {
 		meta:         opts.Meta,
 		seccomp:      opts.Seccomp,
 		stateDir:     opts.StateDir,
+		containers:   statedir.Containers{Root: filepath.Join(opts.StateDir, "containers")},
 		rootfsRoot:   opts.RootfsRoot,
 		cgroupDriver: opts.CgroupDriver,
 		cgroupV2:     opts.CgroupV2,

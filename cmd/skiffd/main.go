@@ -24,6 +24,7 @@ import (
 	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/image"
 	"github.com/skiffcri/skiff/image/rootfs"
+	"github.com/skiffcri/skiff/internal/statedir"
 	"github.com/skiffcri/skiff/meta"
 	"github.com/skiffcri/skiff/oci/cgroups"
 )
@@ -145,7 +146,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		PodOS:    podOS{},
 		NetStats: podNetStats{},
 		Rootfs: &rootfs.Manager{
-			RootDir: filepath.Join(cfg.Root, "containers"), StateDir: filepath.Join(cfg.State, "containers"), Layers: images,
+			RootDir: filepath.Join(cfg.Root, "containers"), Layers: images,
+			Containers: statedir.Containers{Root: filepath.Join(cfg.State, "containers")},
 		},
 		Meta:         store,
 		StateDir:     cfg.State,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/statedir"
 	"github.com/skiffcri/skiff/shim"
 )
 
@@ -24,10 +25,12 @@ type shims struct {
 	stateDir string
 }
 
-func (s shims) dir(podID string) string       { return filepath.Join(s.stateDir, "shims", podID) }
-func (s shims) containerDir(id string) string { return filepath.Join(s.stateDir, "containers", id) }
-func (s shims) runtimeRoot() string           { return filepath.Join(s.stateDir, "oci") }
-func (s shims) wrap(c *shim.Client) cri.Shim  { return &shimClient{c: c, s: s} }
+func (s shims) dir(podID string) string { return filepath.Join(s.stateDir, "shims", podID) }
+func (s shims) containerDir(id string) string {
+	return statedir.Containers{Root: filepath.Join(s.stateDir, "containers")}.Dir(id)
+}
+func (s shims) runtimeRoot() string          { return filepath.Join(s.stateDir, "oci") }
+func (s shims) wrap(c *shim.Client) cri.Shim { return &shimClient{c: c, s: s} }
 
 // executor runs the executor's own CLI on the shims' executor state: what
 // is done to a container without its shim is done by the executor too,

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/skiffcri/skiff/internal/statedir"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,13 +19,14 @@ type Layers interface {
 	LayerDirs(ctx context.Context, imageID string) ([]string, error)
 }
 
-// Manager mounts rootfs at StateDir/<id>/rootfs with the writable layer in
-// RootDir/<id>/{upper,work}, so the writable data survives a reboot of the
-// daemon while the mount itself lives in the runtime state.
+// Manager mounts a container's rootfs in its state directory (Containers)
+// with the writable layer in RootDir/<id>/{upper,work}, so the writable
+// data survives a reboot of the daemon while the mount itself lives in the
+// runtime state.
 type Manager struct {
-	RootDir  string // e.g. /var/lib/skiff/containers
-	StateDir string // e.g. /run/skiff/containers
-	Layers   Layers
+	RootDir    string              // e.g. /var/lib/skiff/containers
+	Containers statedir.Containers // e.g. /run/skiff/containers
+	Layers     Layers
 }
 
 // maxMountData is the kernel's limit for the options string of mount(2).
@@ -75,8 +77,9 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error)
 	return target, nil
 }
 
-// Unmount unmounts the rootfs and deletes the writable layer. It is
-// idempotent.
+// Unmount unmounts the rootfs, removes its mount point and deletes the
+// writable layer; the rest of the container's directory is not its to
+// remove. It is idempotent.
 func (m *Manager) Unmount(ctx context.Context, id string) error {
 	target := m.path(id)
 	for mounted(target) {
@@ -84,7 +87,7 @@ func (m *Manager) Unmount(ctx context.Context, id string) error {
 			return fmt.Errorf("rootfs %s: unmount %s: %w", id, target, err)
 		}
 	}
-	if err := os.RemoveAll(filepath.Dir(target)); err != nil {
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("rootfs %s: %w", id, err)
 	}
 	if err := os.RemoveAll(filepath.Join(m.RootDir, id)); err != nil {
@@ -93,7 +96,7 @@ func (m *Manager) Unmount(ctx context.Context, id string) error {
 	return nil
 }
 
-func (m *Manager) path(id string) string { return filepath.Join(m.StateDir, id, "rootfs") }
+func (m *Manager) path(id string) string { return m.Containers.Rootfs(id) }
 
 // mounted reports whether path is a mount point (its device differs from
 // its parent's, or it is an overlay whose root inode says so).

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/skiffcri/skiff/internal/statedir"
 )
 
 type dirs []string
@@ -25,7 +27,7 @@ func TestMountUnmount(t *testing.T) {
 	os.WriteFile(filepath.Join(bottom, "f"), []byte("bottom"), 0o644)
 	os.WriteFile(filepath.Join(top, "f"), []byte("top"), 0o644)
 	os.WriteFile(filepath.Join(bottom, "g"), []byte("g"), 0o644)
-	m := &Manager{RootDir: filepath.Join(tmp, "root"), StateDir: filepath.Join(tmp, "state"), Layers: dirs{top, bottom}}
+	m := &Manager{RootDir: filepath.Join(tmp, "root"), Containers: statedir.Containers{Root: filepath.Join(tmp, "state")}, Layers: dirs{top, bottom}}
 	ctx := context.Background()
 	p, err := m.Mount(ctx, "c1", "img")
 	if err != nil {
@@ -55,6 +57,9 @@ func TestMountUnmount(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(m.RootDir, "c1")); !os.IsNotExist(err) {
 		t.Fatalf("writable layer left: %v", err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("mount point left: %v", err)
 	}
 	if err := m.Unmount(ctx, "c1"); err != nil {
 		t.Fatalf("second unmount: %v", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/skiffcri/skiff/internal/statedir"
 	"github.com/skiffcri/skiff/meta"
 	"github.com/skiffcri/skiff/oci/cgroups"
+	"github.com/skiffcri/skiff/shim/crishim"
 )
 
 func main() {
@@ -139,7 +140,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Info("host cgroups", "mode", layout.Mode)
 	}
 	srv := cri.New(cri.Options{
-		Shims:    shims{binary: shimBin, stateDir: cfg.State},
+		Shims:    crishim.New(shimBin, cfg.State),
 		Seccomp:  seccompProfiles{},
 		Images:   images,
 		Network:  cniNetwork{network},

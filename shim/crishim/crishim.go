@@ -1,4 +1,9 @@
-package main
+// Package crishim adapts the pod shims (package shim) to the CRI layer's
+// view of them (cri.Shims, cri.Shim): where each pod's shim and each
+// container's exit record live under the state directory, how a shim is
+// started, found, watched and stopped, and what is done to a container when
+// its shim is gone.
+package crishim
 
 import (
 	"context"
@@ -24,6 +29,10 @@ type shims struct {
 	binary   string
 	stateDir string
 }
+
+// New returns the pods' shims, started from the skiff-shim binary, with
+// their files under stateDir.
+func New(binary, stateDir string) cri.Shims { return shims{binary: binary, stateDir: stateDir} }
 
 func (s shims) dir(podID string) string { return filepath.Join(s.stateDir, "shims", podID) }
 func (s shims) containerDir(id string) string {

@@ -6,7 +6,6 @@ package cri
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -125,7 +124,7 @@ func New(opts Options) *Server {
 		meta:         opts.Meta,
 		seccomp:      opts.Seccomp,
 		stateDir:     opts.StateDir,
-		containers:   statedir.Containers{Root: filepath.Join(opts.StateDir, "containers")},
+		containers:   statedir.Under(opts.StateDir),
 		rootfsRoot:   opts.RootfsRoot,
 		cgroupDriver: opts.CgroupDriver,
 		cgroupV2:     opts.CgroupV2,

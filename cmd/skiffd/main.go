@@ -139,6 +139,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		cgroupV2 = layout.Mode == cgroups.Unified
 		log.Info("host cgroups", "mode", layout.Mode)
 	}
+	// Containers' writable layers, under the persistent root.
+	writableRoot := filepath.Join(cfg.Root, "containers")
 	srv := cri.New(cri.Options{
 		Shims:    crishim.New(shimBin, cfg.State),
 		Seccomp:  seccompProfiles{},
@@ -147,12 +149,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		PodOS:    podOS{},
 		NetStats: podNetStats{},
 		Rootfs: &rootfs.Manager{
-			RootDir: filepath.Join(cfg.Root, "containers"), Layers: images,
-			Containers: statedir.Containers{Root: filepath.Join(cfg.State, "containers")},
+			RootDir: writableRoot, Layers: images, Containers: statedir.Under(cfg.State),
 		},
 		Meta:         store,
 		StateDir:     cfg.State,
-		RootfsRoot:   filepath.Join(cfg.Root, "containers"),
+		RootfsRoot:   writableRoot,
 		CgroupDriver: cfg.CgroupDriver,
 		CgroupV2:     cgroupV2,
 		Log:          log,

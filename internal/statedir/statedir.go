@@ -14,6 +14,10 @@ const (
 	SpecFile  = "config.json"
 )
 
+// Under is the layout of the container directories in the runtime state
+// directory state: state/containers.
+func Under(state string) Containers { return Containers{Root: filepath.Join(state, "containers")} }
+
 // Containers lays out the container directories below Root, e.g.
 // /run/skiff/containers.
 type Containers struct {

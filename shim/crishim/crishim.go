@@ -36,7 +36,7 @@ func New(binary, stateDir string) cri.Shims { return shims{binary: binary, state
 
 func (s shims) dir(podID string) string { return filepath.Join(s.stateDir, "shims", podID) }
 func (s shims) containerDir(id string) string {
-	return statedir.Containers{Root: filepath.Join(s.stateDir, "containers")}.Dir(id)
+	return statedir.Under(s.stateDir).Dir(id)
 }
 func (s shims) runtimeRoot() string          { return filepath.Join(s.stateDir, "oci") }
 func (s shims) wrap(c *shim.Client) cri.Shim { return &shimClient{c: c, s: s} }

@@ -1,0 +1,112 @@
+package registry
+
+import (
+	"compress/gzip"
+	"debug/elf"
+	"fmt"
+	"os"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Images the kubelet's node e2e suite of Kubernetes v1.37
+// (k8s.io/kubernetes/test/utils/image, manifest.go) pulls, beyond critest's.
+// Served only when Options.Agnhost is set (hack/node-e2e.sh).
+const (
+	agnhostTag     = "2.66.1" // imageutils.Agnhost
+	agnhostPrevTag = "2.55"   // imageutils.AgnhostPrev
+)
+
+// nodeE2EAliases lists, for an image critest's set already has, the extra
+// upstream names the node e2e suite pulls it under: the specs observe the
+// same behaviour of these images as critest does (busybox applets, nginx on
+// port 80, nnp's "Effective uid", pause blocking until signalled).
+var nodeE2EAliases = map[string][]string{
+	e2e + "busybox:1.29-2":      {e2e + "busybox:1.37.0-2"},                       // imageutils.BusyBox
+	e2e + "nginx:1.14-2":        {e2e + "nginx:1.27.0-2", e2e + "nginx:1.28.0-2"}, // Nginx, NginxNew
+	e2e + "nonewprivs:1.3":      {e2e + "nonewprivs:1.4"},                         // Nonewprivs
+	e2e + "httpd:2.4.39-4":      {e2e + "httpd:2.4.38-4"},                         // e2e/common's httpd
+	"registry.k8s.io/pause:3.9": {"registry.k8s.io/pause:3.10.2"},                 // imageutils.Pause
+}
+
+// agnhostAccounts are the account file lines agnhost's Dockerfile adds
+// ("adduser -u 1000 user-defined-in-image", group 50000): the
+// SupplementalGroupsPolicy specs read them back from the running container.
+const (
+	agnhostPasswd = "user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n"
+	agnhostGroup  = "user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n"
+)
+
+// addNodeE2E adds the node e2e names to set: aliases of critest's images,
+// agnhost (the static binary at agnhostPath as /agnhost on the busybox base,
+// ENTRYPOINT ["/agnhost"] CMD ["pause"] as upstream), nonroot (USER 1234)
+// and ipc-utils (busybox has ipcs through the base layer's stand-in).
+func (b *builder) addNodeE2E(set []Image, agnhostPath string) ([]Image, error) {
+	for i := range set {
+		for _, n := range set[i].Names {
+			set[i].Names = append(set[i].Names, nodeE2EAliases[n]...)
+		}
+	}
+	bin, err := os.ReadFile(agnhostPath)
+	if err != nil {
+		return nil, fmt.Errorf("agnhost binary (build with CGO_ENABLED=0 from k8s.io/kubernetes/test/images/agnhost): %w", err)
+	}
+	if err := requireStatic(agnhostPath); err != nil {
+		return nil, err
+	}
+	// BestSpeed: the binary is tens of MB and is compressed at every start
+	// of the registry; the pull is over loopback.
+	gz, err := compress([]entry{
+		binary("agnhost", 0o755, bin),
+		hardlink("agnhost-2", "agnhost", 0o755), // upstream: a symlink
+		dir("uploads", 0o755),
+		file("etc/passwd", 0o644, etcPasswd+agnhostPasswd),
+		file("etc/group", 0o644, etcGroup+agnhostGroup),
+		owned(dir("home/user-defined-in-image", 0o755), 1000, 1000),
+	}, gzip.BestSpeed)
+	if err != nil {
+		return nil, fmt.Errorf("agnhost layer: %w", err)
+	}
+	agn, err := b.image(false, b.arch, append(b.baseSteps(), step{createdBy: "ADD agnhost /agnhost (static build of test/images/agnhost) and its accounts", gz: gz}), v1.Config{
+		Entrypoint:   []string{"/agnhost"},
+		Cmd:          []string{"pause"},
+		ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	idx, err := b.index(false, agn)
+	if err != nil {
+		return nil, err
+	}
+	set = append(set, Image{Names: []string{e2e + "agnhost:" + agnhostTag, e2e + "agnhost:" + agnhostPrevTag}, Index: idx})
+
+	nonroot, err := b.image(false, b.arch, append(b.baseSteps(), step{createdBy: "USER 1234"}), v1.Config{Cmd: []string{"sh"}, User: "1234"})
+	if err != nil {
+		return nil, err
+	}
+	set = append(set, Image{Names: []string{e2e + "nonroot:1.5"}, Image: nonroot})
+
+	ipc, err := b.busybox(false)
+	if err != nil {
+		return nil, err
+	}
+	set = append(set, Image{Names: []string{e2e + "ipc-utils:1.4"}, Image: ipc})
+	return set, nil
+}
+
+// requireStatic fails for a dynamically linked program: the image has no
+// C library for it.
+func requireStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("read ELF %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; build it with CGO_ENABLED=0", path)
+		}
+	}
+	return nil
+}

@@ -19,7 +19,7 @@
 #   NODE_E2E_FOCUS    ginkgo focus regexp (default '\[NodeConformance\]')
 #   NODE_E2E_SKIP     extra ginkgo skip regexp, added to the default skips
 #   NODE_E2E_SUBSET   "ci": a short representative subset (see ci_focus below)
-#   NODE_E2E_PROCS    parallel ginkgo processes (default 6)
+#   NODE_E2E_PROCS    parallel ginkgo processes (default 10: the specs mostly wait)
 #   NODE_E2E_OUT      directory to keep junit-<runtime>.xml, failed-<runtime>.txt
 #                     and the logs (e2e, kubelet, skiffd/containerd, registry)
 #   NODE_E2E_TIMEOUT  ginkgo suite timeout (default 90m)
@@ -34,7 +34,7 @@ tools=${SKIFF_TOOLS:-/opt/skiff-tools}
 cache=$tools/node-e2e-$k8s_version
 baseline_file=$repo/hack/node-e2e-baseline
 runtimes=${NODE_E2E_RUNTIME:-both}
-procs=${NODE_E2E_PROCS:-6}
+procs=${NODE_E2E_PROCS:-10}
 focus=${NODE_E2E_FOCUS:-'\[NodeConformance\]'}
 # Serial specs reconfigure or restart the kubelet and must not share it
 # with other specs; Slow and Flaky ones are left out of upstream's
@@ -100,6 +100,12 @@ build_k8s kubelet go build
 build_k8s ginkgo go build
 # Static: it runs in a busybox image that has no C library of its own.
 build_k8s agnhost env CGO_ENABLED=0 go build
+# agnhost's image has the porter test certificate at / (HTTPS servers of
+# netexec and porter): from the module, next to the binary for testimages.
+if [ ! -s "$cache/localhost.key" ]; then
+	k8s_dir=$(cd hack/node-e2e && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+	cp "$k8s_dir/test/images/agnhost/porter/localhost.crt" "$k8s_dir/test/images/agnhost/porter/localhost.key" "$cache/"
+fi
 
 # busybox for the images, as critest.sh: Debian's regular busybox package
 # (never installed, which would replace busybox-static), unpacked once.

@@ -3,8 +3,11 @@ package registry
 import (
 	"compress/gzip"
 	"debug/elf"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -22,11 +25,13 @@ const (
 // same behaviour of these images as critest does (busybox applets, nginx on
 // port 80, nnp's "Effective uid", pause blocking until signalled).
 var nodeE2EAliases = map[string][]string{
-	e2e + "busybox:1.29-2":      {e2e + "busybox:1.37.0-2"},                       // imageutils.BusyBox
-	e2e + "nginx:1.14-2":        {e2e + "nginx:1.27.0-2", e2e + "nginx:1.28.0-2"}, // Nginx, NginxNew
-	e2e + "nonewprivs:1.3":      {e2e + "nonewprivs:1.4"},                         // Nonewprivs
-	e2e + "httpd:2.4.39-4":      {e2e + "httpd:2.4.38-4"},                         // e2e/common's httpd
-	"registry.k8s.io/pause:3.9": {"registry.k8s.io/pause:3.10.2"},                 // imageutils.Pause
+	// glibc-dns-testing: "hostname -f" through the C library's resolver
+	// and /etc/hosts, which Debian's (glibc-linked) busybox does.
+	e2e + "busybox:1.29-2":      {e2e + "busybox:1.37.0-2", e2e + "glibc-dns-testing:2.1.1"}, // BusyBox, GlibcDnsTesting
+	e2e + "nginx:1.14-2":        {e2e + "nginx:1.27.0-2", e2e + "nginx:1.28.0-2"},            // Nginx, NginxNew
+	e2e + "nonewprivs:1.3":      {e2e + "nonewprivs:1.4"},                                    // Nonewprivs
+	e2e + "httpd:2.4.39-4":      {e2e + "httpd:2.4.38-4"},                                    // e2e/common's httpd
+	"registry.k8s.io/pause:3.9": {"registry.k8s.io/pause:3.10.2"},                            // imageutils.Pause
 }
 
 // agnhostAccounts are the account file lines agnhost's Dockerfile adds
@@ -37,10 +42,65 @@ const (
 	agnhostGroup  = "user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n"
 )
 
+// curlScript stands in for curl, which upstream's agnhost image (Alpine)
+// has and busybox does not: the networking specs exec "curl -g -q -s
+// --max-time 15 --connect-timeout 1 http://IP:PORT/hostName" and similar in
+// agnhost pods. It wraps busybox wget and keeps what the specs read: the
+// body, -i headers, -w '%{http_code}', and curl's exit status 7 when no
+// response came.
+const curlScript = `#!/bin/sh
+# curl stand-in for Skiff's agnhost image (upstream's has curl; busybox wget
+# inside). Options the e2e suites use: -g -q -s -S -L -f -i -k -o FILE
+# -w '%{http_code}' --max-time N --connect-timeout N; anything else fails.
+out=- fmt= include= insecure= fail= maxtime= ctimeout= url=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-g | --globoff | -q | -s | --silent | -S | --show-error | -L | --location) ;;
+	-f | --fail) fail=1 ;;
+	-i | --include) include=1 ;;
+	-k | --insecure) insecure=--no-check-certificate ;;
+	-o | --output) out=$2; shift ;;
+	-w | --write-out) fmt=$2; shift ;;
+	-m | --max-time) maxtime=$2; shift ;;
+	--connect-timeout) ctimeout=$2; shift ;;
+	-*) echo "curl: option $1 not supported by this stand-in" >&2; exit 2 ;;
+	*) url=$1 ;;
+	esac
+	shift
+done
+[ -n "$url" ] || { echo "curl: no URL specified" >&2; exit 2; }
+timeout=${maxtime:-$ctimeout}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/curl.XXXXXX") || exit 23
+trap 'rm -rf "$dir"' EXIT
+# -S: the response headers, indented by two spaces, on stderr. The time
+# limit is timeout(1)'s: busybox 1.35's wget -T crashes.
+${timeout:+timeout "$(((${timeout%.*} + 1)))"} wget -q -S $insecure -O "$dir/body" "$url" 2>"$dir/headers"
+code=$(awk '/^  HTTP\// { c = $2 } END { print c }' "$dir/headers")
+# -i: headers, a blank line, then the body, all to the output.
+{
+	if [ -n "$include" ] && [ -n "$code" ]; then
+		sed -n 's/^  \(..*\)/\1/p' "$dir/headers"
+		echo
+	fi
+	cat "$dir/body" 2>/dev/null
+} >"$dir/out"
+if [ "$out" = - ]; then
+	cat "$dir/out"
+else
+	cat "$dir/out" >"$out"
+fi
+[ -n "$fmt" ] && printf '%s' "$fmt" | sed "s/%{http_code}/${code:-000}/g"
+[ -n "$code" ] || exit 7 # no response: curl's "failed to connect"
+[ -n "$fail" ] && [ "$code" -ge 400 ] && exit 22
+exit 0
+`
+
 // addNodeE2E adds the node e2e names to set: aliases of critest's images,
 // agnhost (the static binary at agnhostPath as /agnhost on the busybox base,
 // ENTRYPOINT ["/agnhost"] CMD ["pause"] as upstream), nonroot (USER 1234)
 // and ipc-utils (busybox has ipcs through the base layer's stand-in).
+// localhost.crt and localhost.key next to the binary, if there, go to / as
+// upstream ADDs them (agnhost porter and netexec serve HTTPS with them).
 func (b *builder) addNodeE2E(set []Image, agnhostPath string) ([]Image, error) {
 	for i := range set {
 		for _, n := range set[i].Names {
@@ -54,20 +114,32 @@ func (b *builder) addNodeE2E(set []Image, agnhostPath string) ([]Image, error) {
 	if err := requireStatic(agnhostPath); err != nil {
 		return nil, err
 	}
+	var certs []entry
+	for _, f := range []string{"localhost.crt", "localhost.key"} {
+		data, err := os.ReadFile(filepath.Join(filepath.Dir(agnhostPath), f))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, binary(f, 0o644, data))
+	}
 	// BestSpeed: the binary is tens of MB and is compressed at every start
 	// of the registry; the pull is over loopback.
-	gz, err := compress([]entry{
+	gz, err := compress(append([]entry{
 		binary("agnhost", 0o755, bin),
+		file("usr/bin/curl", 0o755, curlScript),
 		hardlink("agnhost-2", "agnhost", 0o755), // upstream: a symlink
 		dir("uploads", 0o755),
 		file("etc/passwd", 0o644, etcPasswd+agnhostPasswd),
 		file("etc/group", 0o644, etcGroup+agnhostGroup),
 		owned(dir("home/user-defined-in-image", 0o755), 1000, 1000),
-	}, gzip.BestSpeed)
+	}, certs...), gzip.BestSpeed)
 	if err != nil {
 		return nil, fmt.Errorf("agnhost layer: %w", err)
 	}
-	agn, err := b.image(false, b.arch, append(b.baseSteps(), step{createdBy: "ADD agnhost /agnhost (static build of test/images/agnhost) and its accounts", gz: gz}), v1.Config{
+	agn, err := b.image(false, b.arch, append(b.baseSteps(), step{createdBy: "ADD agnhost /agnhost (static build of test/images/agnhost), localhost.crt/key, a curl stand-in and its accounts", gz: gz}), v1.Config{
 		Entrypoint:   []string{"/agnhost"},
 		Cmd:          []string{"pause"},
 		ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}},

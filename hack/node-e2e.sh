@@ -412,6 +412,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
   SystemdCgroup = false
 
+# The RuntimeClass handler the suite's RuntimeClass and PodOverhead specs
+# ask for, configured so by upstream's node e2e jobs too.
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.test-handler]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.test-handler.options]
+  SystemdCgroup = false
+
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "${cni_bin_dirs[0]}"
   conf_dir = "$cni_conf_dir"

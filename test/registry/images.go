@@ -390,7 +390,7 @@ func Images(ctx context.Context, opts Options) ([]Image, error) {
 		add(img, nil, LargeName)
 	}
 	if opts.Agnhost != "" {
-		return b.addNodeE2E(set, opts.Agnhost)
+		return b.addNodeE2E(ctx, set, opts.Agnhost)
 	}
 	return set, nil
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"compress/gzip"
+	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -101,7 +102,7 @@ exit 0
 // and ipc-utils (busybox has ipcs through the base layer's stand-in).
 // localhost.crt and localhost.key next to the binary, if there, go to / as
 // upstream ADDs them (agnhost porter and netexec serve HTTPS with them).
-func (b *builder) addNodeE2E(set []Image, agnhostPath string) ([]Image, error) {
+func (b *builder) addNodeE2E(ctx context.Context, set []Image, agnhostPath string) ([]Image, error) {
 	for i := range set {
 		for _, n := range set[i].Names {
 			set[i].Names = append(set[i].Names, nodeE2EAliases[n]...)
@@ -114,7 +115,7 @@ func (b *builder) addNodeE2E(set []Image, agnhostPath string) ([]Image, error) {
 	if err := requireStatic(agnhostPath); err != nil {
 		return nil, err
 	}
-	var certs []entry
+	var extras []entry
 	for _, f := range []string{"localhost.crt", "localhost.key"} {
 		data, err := os.ReadFile(filepath.Join(filepath.Dir(agnhostPath), f))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -123,8 +124,15 @@ func (b *builder) addNodeE2E(set []Image, agnhostPath string) ([]Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		certs = append(certs, binary(f, 0o644, data))
+		extras = append(extras, binary(f, 0o644, data))
 	}
+	// bash: upstream's agnhost (Alpine) has it and specs run "/bin/bash -c":
+	// Debian's, with the shared libraries it loads.
+	bash, err := hostProgram(ctx, "/bin/bash", "bin/bash")
+	if err != nil {
+		return nil, err
+	}
+	extras = append(extras, bash...)
 	// BestSpeed: the binary is tens of MB and is compressed at every start
 	// of the registry; the pull is over loopback.
 	gz, err := compress(append([]entry{
@@ -135,7 +143,7 @@ func (b *builder) addNodeE2E(set []Image, agnhostPath string) ([]Image, error) {
 		file("etc/passwd", 0o644, etcPasswd+agnhostPasswd),
 		file("etc/group", 0o644, etcGroup+agnhostGroup),
 		owned(dir("home/user-defined-in-image", 0o755), 1000, 1000),
-	}, certs...), gzip.BestSpeed)
+	}, extras...), gzip.BestSpeed)
 	if err != nil {
 		return nil, fmt.Errorf("agnhost layer: %w", err)
 	}
@@ -181,4 +189,26 @@ func requireStatic(path string) error {
 		}
 	}
 	return nil
+}
+
+// hostProgram returns layer entries for the host's program at path, stored
+// as name, and every shared library it loads (by their host paths).
+func hostProgram(ctx context.Context, path, name string) ([]entry, error) {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	es := []entry{binary(name, 0o755, bin)}
+	libs, err := sharedLibs(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range libs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			return nil, fmt.Errorf("%s needs %s: %w", path, l, err)
+		}
+		es = append(es, binary(l, 0o755, data))
+	}
+	return es, nil
 }

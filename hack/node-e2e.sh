@@ -107,6 +107,21 @@ if [ ! -s "$cache/localhost.key" ]; then
 	cp "$k8s_dir/test/images/agnhost/porter/localhost.crt" "$k8s_dir/test/images/agnhost/porter/localhost.key" "$cache/"
 fi
 
+# netcat-openbsd for agnhost's image (the UDP specs run "nc -u", which
+# busybox lacks): Debian's package, unpacked next to agnhost once. Its
+# libraries (libbsd, libmd) come from the host, as bash's do.
+if [ ! -x "$cache/nc" ]; then
+	rm -rf "$cache/nc.deb"
+	mkdir -p "$cache/nc.deb"
+	if (cd "$cache/nc.deb" && apt-get download -q netcat-openbsd) >/dev/null 2>&1 &&
+		dpkg-deb -x "$cache"/nc.deb/netcat-openbsd_*.deb "$cache/nc.deb/x" && [ -x "$cache/nc.deb/x/bin/nc.openbsd" ]; then
+		cp "$cache/nc.deb/x/bin/nc.openbsd" "$cache/nc"
+	else
+		log "could not fetch Debian's netcat-openbsd; agnhost gets busybox nc (the UDP specs will fail)"
+	fi
+	rm -rf "$cache/nc.deb"
+fi
+
 # busybox for the images, as critest.sh: Debian's regular busybox package
 # (never installed, which would replace busybox-static), unpacked once.
 busybox=$tools/busybox/bin/busybox
@@ -254,6 +269,12 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM
 	kill_pid "$e2e_pid" e2e_node
+	# An interrupted run: keep what it logged.
+	if [ -n "${NODE_E2E_OUT:-}" ] && [ -n "$runtime_name" ]; then
+		mkdir -p "$NODE_E2E_OUT"
+		cp -f "$work/run-$runtime_name/e2e.log" "$NODE_E2E_OUT/e2e-$runtime_name.log"
+		cp -f "$work/run-$runtime_name/runtime.log" "$NODE_E2E_OUT/$runtime_name.log"
+	fi
 	stop_runtime
 	kill_pid "$registry_pid" "test registry"
 	unmount_under "$work"

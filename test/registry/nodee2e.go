@@ -101,7 +101,8 @@ exit 0
 // ENTRYPOINT ["/agnhost"] CMD ["pause"] as upstream), nonroot (USER 1234)
 // and ipc-utils (busybox has ipcs through the base layer's stand-in).
 // localhost.crt and localhost.key next to the binary, if there, go to / as
-// upstream ADDs them (agnhost porter and netexec serve HTTPS with them).
+// upstream ADDs them (agnhost porter and netexec serve HTTPS with them); so
+// does an nc found there (below).
 func (b *builder) addNodeE2E(ctx context.Context, set []Image, agnhostPath string) ([]Image, error) {
 	for i := range set {
 		for _, n := range set[i].Names {
@@ -133,6 +134,17 @@ func (b *builder) addNodeE2E(ctx context.Context, set []Image, agnhostPath strin
 		return nil, err
 	}
 	extras = append(extras, bash...)
+	// nc: upstream's agnhost has netcat-openbsd, and the UDP specs run
+	// "nc -w 1 -u IP PORT", an option busybox's nc lacks. Used if an nc
+	// (Debian's nc.openbsd) is next to the agnhost binary.
+	ncPath := filepath.Join(filepath.Dir(agnhostPath), "nc")
+	if _, err := os.Stat(ncPath); err == nil {
+		nc, err := hostProgram(ctx, ncPath, "usr/bin/nc")
+		if err != nil {
+			return nil, err
+		}
+		extras = append(extras, nc...)
+	}
 	// BestSpeed: the binary is tens of MB and is compressed at every start
 	// of the registry; the pull is over loopback.
 	gz, err := compress(append([]entry{

@@ -422,6 +422,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # Root here lacks CAP_SYS_RESOURCE, so runc fails every sandbox (the
+  # kubelet asks oom_score_adj -998) with "can't get final child's PID
+  # from pipe"; this clamps to containerd's own score (0) instead, as
+  # skiffd does.
+  restrict_oom_score_adj = true
 
 [plugins."io.containerd.grpc.v1.cri".containerd]
   snapshotter = "overlayfs"

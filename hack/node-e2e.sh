@@ -243,6 +243,9 @@ stop_runtime() {
 	fi
 	kill_pid "$runtime_pid" "$runtime_name"
 	runtime_pid=
+	if [ "$(readlink /run/containerd/containerd.sock 2>/dev/null)" = "$runtime_sock" ]; then
+		rm -f /run/containerd/containerd.sock
+	fi
 	# Leftovers: skiffd's shims (our binary), containerd's shims (their
 	# -address is our socket) and container processes (root in $work); the
 	# registry serves the next runtime.
@@ -297,7 +300,10 @@ cleanup() {
 	for t in "${kernel_tunables[@]}"; do
 		[ "$(sysctl -n "$t")" = "${tunable_was[$t]}" ] || sysctl -q -w "$t=${tunable_was[$t]}"
 	done
-	find /tmp -maxdepth 1 -name 'insecure_test_key*' -newer "$work/start-marker" -delete 2>/dev/null
+	# What the suite leaves in /tmp: its API server's key, embedded etcd's
+	# data dir (kept when the suite is killed) and device plugin sockets.
+	find /tmp -maxdepth 1 \( -name 'insecure_test_key*' -o -name 'TestE2eNode*' -o -name 'device-plugin-failures-*' \) \
+		-newer "$work/start-marker" -exec rm -rf --one-file-system {} + 2>/dev/null
 	rm -rf --one-file-system "$work"
 	exit "$rc"
 }
@@ -455,6 +461,14 @@ $("$bin/testimages" "${img_args[@]}" --print-containerd-toml --listen "$registry
 EOF
 	/usr/bin/containerd --config "$dir/config.toml" >"$dir/runtime.log" 2>&1 &
 	runtime_pid=$!
+	# The kubelet's cadvisor finds containerd's containers (pod labels for
+	# /metrics/cadvisor and the summary API) only through the default socket,
+	# a path the kubelet cannot change: point it at ours when it is free.
+	# /run/containerd goes at the end if this run created it.
+	if [ ! -e /run/containerd/containerd.sock ] && [ -z "${host_dir_existed[/run/containerd]:-}" ]; then
+		mkdir -p /run/containerd
+		ln -s "$runtime_sock" /run/containerd/containerd.sock
+	fi
 }
 
 # parse_junit FILE: sets passed, failed, skipped, failed_names. Specs the

@@ -6,6 +6,7 @@
 //	go run ./hack/testimages --listen 127.0.0.1:5000 --print-mirrors-toml
 //	go run ./hack/testimages --list [--with-large]
 //	go run ./hack/testimages --listen 127.0.0.1:0 --addr-file /tmp/addr   # free port, address in the file
+//	go run ./hack/testimages --agnhost /path/to/agnhost ...   # plus the node e2e images
 package main
 
 import (
@@ -30,6 +31,7 @@ func main() {
 	list := flag.Bool("list", false, "print every upstream name served and exit")
 	busybox := flag.String("busybox", registry.DefaultBusybox, "statically linked busybox to build the images from")
 	logRequests := flag.Bool("log-requests", false, "log every registry request to stderr")
+	agnhost := flag.String("agnhost", "", "static agnhost binary: also serve the images of the kubelet's node e2e suite (hack/node-e2e.sh)")
 	addrFile := flag.String("addr-file", "", "once serving, write the registry's address (useful with --listen 127.0.0.1:0) to this file")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -38,7 +40,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *addrFile, *printTOML, *printContainerd, *list, *logRequests, registry.Options{Busybox: *busybox, WithLarge: *withLarge}); err != nil {
+	if err := run(ctx, *listen, *addrFile, *printTOML, *printContainerd, *list, *logRequests, registry.Options{Busybox: *busybox, WithLarge: *withLarge, Agnhost: *agnhost}); err != nil {
 		slog.Error("testimages", "err", err)
 		os.Exit(1)
 	}

@@ -42,6 +42,9 @@ type Options struct {
 	Busybox string
 	// WithLarge adds LargeName (about 100 MB, slow to build) for benchmarks.
 	WithLarge bool
+	// Agnhost, the path of a static agnhost binary, adds the images the
+	// kubelet's node e2e suite pulls (nodee2e.go).
+	Agnhost string
 }
 
 // builder holds the compressed layers shared by the images of one set.
@@ -385,6 +388,9 @@ func Images(ctx context.Context, opts Options) ([]Image, error) {
 			return nil, err
 		}
 		add(img, nil, LargeName)
+	}
+	if opts.Agnhost != "" {
+		return b.addNodeE2E(ctx, set, opts.Agnhost)
 	}
 	return set, nil
 }

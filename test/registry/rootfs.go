@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -132,6 +133,42 @@ show() { # kind file title header... ; columns: key id perms <a> <b> via awk
 exit 0
 `
 
+// nmeterScript stands in for nmeter, which neither of Debian's busybox builds
+// has and the node e2e suite's container lifecycle specs run for a
+// millisecond timestamp ("date -u +%FT$(nmeter -d0 '%3t' | head -n1)Z").
+// Only the time field is supported: %t is HH:MM:SS, %Nt adds N decimals.
+// busybox date has no sub-second format, so the time is the boot time
+// (/proc/stat btime) plus /proc/uptime: to 10 ms, the same clock in every
+// container, which is what the specs compare the stamps against.
+const nmeterScript = `#!/bin/sh
+# nmeter stand-in for Skiff's test images (only the %t and %Nt time fields).
+delay=1000 fmt=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-d) delay=$2; shift 2 ;;
+	-d*) delay=${1#-d}; shift ;;
+	-*) echo "nmeter: unsupported option $1" >&2; exit 1 ;;
+	*) fmt=$1; shift ;;
+	esac
+done
+while :; do
+	awk -v fmt="$fmt" 'BEGIN {
+		getline up < "/proc/uptime"; split(up, u, " ")
+		while ((getline l < "/proc/stat") > 0) if (l ~ /^btime /) { split(l, b, " "); bt = b[2] }
+		t = bt + u[1]; s = int(t); frac = sprintf("%03d", int((t - s) * 1000 + 0.5) % 1000)
+		hms = sprintf("%02d:%02d:%02d", int(s % 86400 / 3600), int(s % 3600 / 60), s % 60)
+		out = ""
+		while (match(fmt, /%[0-9]?t/)) {
+			n = RLENGTH == 3 ? substr(fmt, RSTART + 1, 1) + 0 : 0
+			out = out substr(fmt, 1, RSTART - 1) hms (n > 0 ? "." substr(frac, 1, n) : "")
+			fmt = substr(fmt, RSTART + RLENGTH)
+		}
+		print out fmt
+	}' || exit 1
+	[ "$delay" -gt 0 ] && usleep $((delay * 1000))
+done
+`
+
 // busyboxRoot reads the busybox binary and its applet list.
 type busyboxRoot struct {
 	binary  []byte
@@ -223,7 +260,7 @@ func sharedLibs(ctx context.Context, path string) ([]string, error) {
 
 // binEntries is the first layer of every runnable image: /bin/busybox (and
 // the shared libraries a dynamic busybox needs), a hard link in /bin for each applet, /usr/bin/env for "#!/usr/bin/env"
-// scripts, and the pgrep and ipcs stand-ins.
+// scripts, and the pgrep, ipcs and (when busybox lacks it) nmeter stand-ins.
 func (b *busyboxRoot) binEntries() []entry {
 	es := []entry{dir("bin", 0o755), binary("bin/busybox", 0o755, b.binary)}
 	libs := make([]string, 0, len(b.libs))
@@ -239,6 +276,9 @@ func (b *busyboxRoot) binEntries() []entry {
 	// a symlink would resolve to /bin/busybox and mask every applet.
 	for _, a := range b.applets {
 		es = append(es, hardlink("bin/"+a, "bin/busybox", 0o755))
+	}
+	if !slices.Contains(b.applets, "nmeter") {
+		es = append(es, file("bin/nmeter", 0o755, nmeterScript))
 	}
 	es = append(es,
 		file("bin/pgrep", 0o755, pgrepScript),

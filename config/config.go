@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -38,7 +39,21 @@ type Config struct {
 
 	Image ImageConfig `toml:"image"`
 	CNI   CNIConfig   `toml:"cni"`
+	// Runtimes are the runtime handlers (RuntimeClass handler names) pods
+	// may name besides the default, "" and "skiff".
+	Runtimes map[string]RuntimeConfig `toml:"runtimes"`
 }
+
+// RuntimeConfig is one runtime handler.
+type RuntimeConfig struct {
+	// Type is "builtin", Skiff's own executor, for now the only one:
+	// running an external OCI runtime CLI (runc, crun, runsc) as a handler
+	// is not done yet.
+	Type string `toml:"type"`
+}
+
+// dnsLabel is what Kubernetes accepts as a RuntimeClass handler.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // ImageConfig configures pulls.
 type ImageConfig struct {
@@ -135,6 +150,14 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	for name, rt := range c.Runtimes {
+		if !dnsLabel.MatchString(name) {
+			return fmt.Errorf("config: runtime handler %q is not a DNS label, as RuntimeClass handlers are", name)
+		}
+		if rt.Type != "builtin" {
+			return fmt.Errorf("config: runtime handler %q: type %q is not supported (only \"builtin\", the built-in executor; external OCI runtimes are not done yet)", name, rt.Type)
+		}
 	}
 	for host, eps := range c.Image.Mirrors {
 		for _, ep := range eps {

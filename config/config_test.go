@@ -49,6 +49,14 @@ conf_dir = "/tmp/cni"
 		{name: "bad mirror rejected", explicit: true, file: "[image.mirrors]\n\"docker.io\" = [\"ftp://x\"]\n", wantErr: true},
 		{name: "systemd driver rejected", explicit: true, file: "cgroup_driver = \"systemd\"\n", wantErr: true},
 		{name: "bad duration rejected", explicit: true, file: "[image]\npull_stall_timeout = \"soon\"\n", wantErr: true},
+		{name: "builtin runtime handler", explicit: true, file: "[runtimes.test-handler]\ntype = \"builtin\"\n", check: func(t *testing.T, c Config) {
+			if c.Runtimes["test-handler"].Type != "builtin" {
+				t.Errorf("runtimes %+v", c.Runtimes)
+			}
+		}},
+		{name: "runtime handler of an unsupported type", explicit: true, file: "[runtimes.runc]\ntype = \"oci\"\n", wantErr: true},
+		{name: "runtime handler without a type", explicit: true, file: "[runtimes.x]\n", wantErr: true},
+		{name: "runtime handler not a DNS label", explicit: true, file: "[runtimes.Test_Handler]\ntype = \"builtin\"\n", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -41,11 +42,13 @@ func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
 	return nil
 }
 
+// checkHandler accepts the default runtime handler ("" or RuntimeName) and
+// the configured ones, which all run the built-in executor.
 func (s *Server) checkHandler(h string) error {
-	if h == "" || h == RuntimeName {
+	if h == "" || h == RuntimeName || slices.Contains(s.handlers, h) {
 		return nil
 	}
-	return errdefs.InvalidArgument("runtime handler %q is not configured (known: %q)", h, RuntimeName)
+	return errdefs.InvalidArgument("runtime handler %q is not configured (known: %q)", h, append([]string{RuntimeName}, s.handlers...))
 }
 
 // RunPodSandbox creates a pod's namespaces, files and network and starts its

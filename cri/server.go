@@ -6,6 +6,7 @@ package cri
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -65,7 +66,10 @@ type Options struct {
 	RootfsRoot   string
 	CgroupDriver string
 	CgroupV2     bool
-	Log          *slog.Logger
+	// RuntimeHandlers are the configured handler names besides the
+	// default ("" and RuntimeName); all run the built-in executor.
+	RuntimeHandlers []string
+	Log             *slog.Logger
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and ImageServiceServer.
@@ -86,9 +90,11 @@ type Server struct {
 	rootfsRoot   string
 	cgroupDriver string
 	cgroupV2     bool
-	log          *slog.Logger
-	kernel       kernelView
-	netStats     PodNetStats
+	// handlers are the configured runtime handler names (besides the default).
+	handlers []string
+	log      *slog.Logger
+	kernel   kernelView
+	netStats PodNetStats
 
 	streams streaming.Server
 	// podCIDRs are the node's pod CIDRs from UpdateRuntimeConfig; the
@@ -128,6 +134,7 @@ func New(opts Options) *Server {
 		rootfsRoot:   opts.RootfsRoot,
 		cgroupDriver: opts.CgroupDriver,
 		cgroupV2:     opts.CgroupV2,
+		handlers:     slices.Sorted(slices.Values(opts.RuntimeHandlers)),
 		log:          log,
 		kernel:       procKernel{},
 		netStats:     opts.NetStats,

@@ -27,12 +27,9 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		netCond.Message = err.Error()
 	}
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond}},
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
-			Name:     "",
-			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: recursiveReadOnly},
-		}},
-		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
+		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond}},
+		RuntimeHandlers: s.runtimeHandlers(),
+		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
 		info, _ := json.Marshal(map[string]any{"runtime": RuntimeName, "version": Version, "cgroupDriver": s.cgroupDriver})
@@ -74,3 +71,16 @@ var recursiveReadOnly = func() bool {
 	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
 	return err != unix.ENOSYS
 }()
+
+// runtimeHandlers lists the default handler ("") and the configured ones,
+// with what each supports: all run the built-in executor.
+func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
+	features := func() *runtimeapi.RuntimeHandlerFeatures {
+		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: recursiveReadOnly}
+	}
+	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features()}}
+	for _, h := range s.handlers {
+		out = append(out, &runtimeapi.RuntimeHandler{Name: h, Features: features()})
+	}
+	return out
+}

@@ -520,3 +520,35 @@ func TestUpdateContainerResources(t *testing.T) {
 		t.Errorf("update of an unknown container: %v, want NotFound", err)
 	}
 }
+
+// TestRuntimeHandlers: configured handlers are accepted by RunPodSandbox and
+// listed by Status beside the default; others are refused.
+func TestRuntimeHandlers(t *testing.T) {
+	e := newTestEnv(t)
+	e.s.handlers = []string{"test-handler"}
+	ctx := context.Background()
+	for _, h := range []string{"", RuntimeName, "test-handler"} {
+		cfg := podConfigFor("h-"+strings.ReplaceAll(h, "-", ""), runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+		if _, err := e.s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: h}); err != nil {
+			t.Errorf("RunPodSandbox with handler %q: %v", h, err)
+		}
+	}
+	cfg := podConfigFor("unknown", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	if _, err := e.s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runsc"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("RunPodSandbox with an unknown handler = %v, want invalid argument", err)
+	}
+	resp, err := e.s.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, h := range resp.RuntimeHandlers {
+		names = append(names, h.Name)
+		if !h.Features.GetRecursiveReadOnlyMounts() {
+			t.Errorf("handler %q does not report recursive read-only mounts", h.Name)
+		}
+	}
+	if strings.Join(names, ",") != ",test-handler" {
+		t.Errorf("Status lists handlers %q, want the default and test-handler", names)
+	}
+}

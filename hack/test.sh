@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: static checks, unit tests, root kernel tests
-# (test/...), and the critest conformance run with its pass-count floor.
-# Run as root after hack/setup.sh. SKIP_CRITEST=1 skips the conformance run.
+# (test/...), the critest conformance run and the kubelet's node e2e CI
+# subset, each with its pass-count floor. Run as root after hack/setup.sh.
+# SKIP_CRITEST=1 and SKIP_NODE_E2E=1 skip the conformance runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH)/bin"
@@ -30,4 +31,12 @@ fi
 if [ "${SKIP_CRITEST:-0}" != 1 ]; then
 	echo "== critest"
 	hack/critest.sh
+fi
+
+# The kubelet's own conformance suite, the CI subset against skiffd (the
+# full run, both runtimes, is hack/node-e2e.sh; see the README). A cold
+# cache builds the kubelet and e2e_node.test first (about 15 minutes).
+if [ "${SKIP_NODE_E2E:-0}" != 1 ]; then
+	echo "== node e2e ([NodeConformance] CI subset)"
+	NODE_E2E_RUNTIME=skiff NODE_E2E_SUBSET=ci hack/node-e2e.sh
 fi

@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -151,12 +153,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Rootfs: &rootfs.Manager{
 			RootDir: writableRoot, Layers: images, Containers: statedir.Under(cfg.State),
 		},
-		Meta:         store,
-		StateDir:     cfg.State,
-		RootfsRoot:   writableRoot,
-		CgroupDriver: cfg.CgroupDriver,
-		CgroupV2:     cgroupV2,
-		Log:          log,
+		Meta:            store,
+		StateDir:        cfg.State,
+		RootfsRoot:      writableRoot,
+		CgroupDriver:    cfg.CgroupDriver,
+		CgroupV2:        cgroupV2,
+		RuntimeHandlers: slices.Collect(maps.Keys(cfg.Runtimes)),
+		Log:             log,
 	})
 	if err := srv.Recover(ctx); err != nil {
 		return err

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -271,7 +272,9 @@ func (s *Server) containerState(ctx context.Context, rec *meta.Container) (Conta
 		if err == nil {
 			return st, nil
 		}
-		if !errdefs.IsNotFound(err) {
+		// Not found, or the shim went away between the two calls (its
+		// pod is being stopped): the exit record tells.
+		if !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
 			return ContainerState{}, err
 		}
 	}

@@ -7,10 +7,12 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/image"
 )
 
@@ -360,5 +362,42 @@ func TestRecover(t *testing.T) {
 	cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions}
 	if _, err := restarted.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg}); err == nil {
 		t.Error("CreateContainer of a recorded container's name succeeded after Recover")
+	}
+}
+
+// goneShim answers Connect, then is gone by the State call, as a shim that
+// shuts down with its pod between the two.
+type goneShim struct{ Shim }
+
+func (goneShim) State(context.Context, string) (ContainerState, error) {
+	return ContainerState{}, errdefs.Unavailable("shim at /x/shim.sock: dial: no such file or directory")
+}
+
+type goneShims struct{ *fakeShims }
+
+func (s goneShims) Connect(ctx context.Context, podID string) (Shim, error) {
+	sh, err := s.fakeShims.Connect(ctx, podID)
+	return goneShim{sh}, err
+}
+
+// TestStateOfAContainerWhoseShimJustWent: a shim that goes away between
+// Connect and State leaves the container reported by its exit record, not
+// dropped from ListContainers.
+func TestStateOfAContainerWhoseShimJustWent(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	podCfg := podConfigFor("going", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	podID := e.runPod(t, podCfg)
+	id := e.createContainer(t, podID, podCfg, ctrConfig("c", nil))
+	e.shims.set(id, func(st *ContainerState) {
+		st.Status, st.ExitCode, st.Reason, st.FinishedAt = StateExited, 0, "Completed", time.Now()
+	})
+	e.s.shims = goneShims{e.shims}
+	resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Containers) != 1 || resp.Containers[0].State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Fatalf("ListContainers = %v, want the container, exited", resp.Containers)
 	}
 }

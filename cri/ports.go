@@ -10,6 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiffcri/skiff/cri/spec"
+	"github.com/skiffcri/skiff/meta"
 )
 
 // PodNetworkRequest describes one pod's attachment for the network plugin.
@@ -173,4 +174,17 @@ type Rootfs interface {
 	Mount(ctx context.Context, id, imageID string) (string, error)
 	// Unmount undoes Mount and frees the writable layer; idempotent.
 	Unmount(ctx context.Context, id string) error
+}
+
+// Records is the store of pod and container records (package meta's
+// Store). Lookups of what is not there wrap errdefs.ErrNotFound.
+type Records interface {
+	PutPod(p *meta.Pod) error
+	Pod(id string) (*meta.Pod, error)
+	Pods() ([]*meta.Pod, error)
+	DeletePod(id string) error
+	PutContainer(c *meta.Container) error
+	Container(id string) (*meta.Container, error)
+	Containers() ([]*meta.Container, error)
+	DeleteContainer(id string) error
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/image"
 	"github.com/skiffcri/skiff/internal/statedir"
-	"github.com/skiffcri/skiff/meta"
 )
 
 // RuntimeName and RuntimeVersion are reported by Version.
@@ -56,7 +55,7 @@ type Options struct {
 	PodOS   PodOS
 	Shims   Shims
 	Rootfs  Rootfs
-	Meta    *meta.Store
+	Meta    Records
 	// NetStats reads pods' interface counters for PodSandboxStats; nil
 	// reports no network usage.
 	NetStats PodNetStats
@@ -84,7 +83,7 @@ type Server struct {
 	podOS        PodOS
 	shims        Shims
 	rootfs       Rootfs
-	meta         *meta.Store
+	meta         Records
 	seccomp      spec.SeccompProfiles
 	stateDir     string
 	rootfsRoot   string

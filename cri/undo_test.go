@@ -14,6 +14,7 @@ import (
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/image"
+	"github.com/skiffcri/skiff/meta"
 )
 
 // ledger counts what the fakes below hold for the server (namespaces,
@@ -188,6 +189,25 @@ func (r ledgerRootfs) Unmount(ctx context.Context, id string) error {
 	return r.fakeRootfs.Unmount(ctx, id)
 }
 
+// ledgerRecords fails the n-th container record write (a "container
+// record" step); 0 never.
+type ledgerRecords struct {
+	Records
+	l      *ledger
+	failAt int
+	writes *int
+}
+
+func (r ledgerRecords) PutContainer(c *meta.Container) error {
+	*r.writes++
+	if *r.writes == r.failAt {
+		if err := r.l.step("container record"); err != nil {
+			return err
+		}
+	}
+	return r.Records.PutContainer(c)
+}
+
 // newLedgerEnv is a testEnv whose dependencies report to l.
 func newLedgerEnv(t *testing.T, l *ledger) *testEnv {
 	t.Helper()
@@ -236,7 +256,7 @@ func TestRunPodSandboxUndo(t *testing.T) {
 // rootfs, image hold, shim container or record is left, and the name is
 // free again.
 func TestCreateContainerUndo(t *testing.T) {
-	steps := []string{"image lookup", "image hold", "rootfs", "shim connect", "shim container"}
+	steps := []string{"image lookup", "image hold", "rootfs", "shim connect", "shim container", "container record"}
 	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
 			l := newLedger()
@@ -247,6 +267,12 @@ func TestCreateContainerUndo(t *testing.T) {
 			l.fail = step
 			cfg := ctrConfig("c", nil)
 			cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions}
+			if step == "container record" {
+				// The second write: the record completed after the shim
+				// created the container.
+				var writes int
+				e.s.meta = ledgerRecords{Records: e.s.meta, l: l, failAt: 2, writes: &writes}
+			}
 			_, err := e.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg})
 			if !errors.Is(err, errInjected) {
 				t.Fatalf("CreateContainer with %s failing = %v, want the injected failure", step, err)

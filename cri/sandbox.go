@@ -88,11 +88,18 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err != nil {
 		return nil, fmt.Errorf("encode pod config: %w", err)
 	}
+	sharePID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD
 	rec := &meta.Pod{
 		ID: id, Name: name, Config: raw, RuntimeHandler: req.GetRuntimeHandler(),
 		State: podNotReady, CreatedAt: time.Now(),
 		CgroupParent: cfg.GetLinux().GetCgroupParent(),
 		Labels:       cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+	}
+	if sharePID {
+		// The pod init sits where containerd's pause container would: a
+		// cgroup named after the pod under its cgroup parent. Recorded
+		// from the start, so a crash after the init started still finds it.
+		rec.InitCgroup = cgroupPath(cfg, id)
 	}
 	// The record comes first so that a crash half-way leaves something a
 	// restarted daemon can find and clean up.
@@ -147,17 +154,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 	}
 
-	sharePID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD
-	shimOpts := ShimOptions{SharePID: sharePID}
-	if sharePID {
-		// The pod init sits where containerd's pause container would: a
-		// cgroup named after the pod under its cgroup parent.
-		shimOpts.InitCgroup = cgroupPath(cfg, id)
-		rec.InitCgroup = shimOpts.InitCgroup
-		if err := s.meta.PutPod(rec); err != nil {
-			return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
-		}
-	}
+	shimOpts := ShimOptions{SharePID: sharePID, InitCgroup: rec.InitCgroup}
 	shim, err := s.shims.Start(ctx, id, shimOpts)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, err)

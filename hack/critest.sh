@@ -47,20 +47,8 @@ registry_pid=
 critest_pid=
 
 log() { echo "critest.sh: $*" >&2; }
-
-# kill_pid PID NAME: SIGTERM, wait up to 20 s, then SIGKILL.
-kill_pid() {
-	local pid=$1 name=$2 i
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 1 200); do
-		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
-	done
-	log "$name ($pid) ignored SIGTERM; killing"
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=hack/lib.sh
+. "$repo/hack/lib.sh"
 
 cleanup() {
 	local rc=$?
@@ -89,15 +77,7 @@ cleanup() {
 	done
 	# Mounts under the temp dir (rootfs overlays, /dev/shm, netns bind
 	# mounts), deepest first.
-	local m
-	for i in 1 2 3; do
-		m=$(findmnt -rn -o TARGET | awk -v w="$work/" 'index($0, w) == 1' | sort -r)
-		[ -z "$m" ] && break
-		while read -r t; do umount "$t" 2>/dev/null || umount -l "$t" 2>/dev/null; done <<<"$m"
-	done
-	if [ -n "$m" ]; then
-		log "could not unmount: $m"
-	fi
+	unmount_under "$work"
 	if [ -n "${CRITEST_OUT:-}" ]; then
 		mkdir -p "$CRITEST_OUT"
 		cp -f "$work/report/junit.xml" "$work/critest.log" "$work/skiffd.log" "$work/registry.log" "$CRITEST_OUT/" 2>/dev/null

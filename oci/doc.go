@@ -24,9 +24,22 @@
 // ends the thread. Exec joins the container's pid, net, ipc, uts and cgroup
 // namespaces the same way, while the mount namespace is joined by the exec
 // init itself (after unshare(CLONE_FS)), because the init binary must be
-// resolved on the host first. User and time namespaces are refused: joining
-// a user namespace needs a single-threaded caller (a cgo pre-runtime stage),
-// and a time namespace can only be entered by a new child.
+// resolved on the host first. A time namespace is refused: only a new
+// child can enter one.
+//
+// User namespaces. A new one (no path) comes from the clone flags with the
+// spec's maps, written by the parent; the init runs as its root. Joining
+// one (a pod's, by path) needs a single-threaded caller, so the init's
+// pre-runtime stage (package nsenter, C run before the Go runtime) joins
+// it, becomes its root and unshares the container's new mount, PID, UTS,
+// IPC and network namespaces, which the user namespace then owns; for a
+// new PID namespace it forks, and the stage stays the init's parent,
+// mirroring its exit. The init's host pid reaches the parent on the sync
+// socket. A container in a user namespace gets its bind mounts' sources
+// as detached mounts the parent opened (open_tree), idmapped when a mount
+// has ID mappings, because its root can neither walk the host's root-only
+// directories nor make idmapped mounts; the init attaches them with
+// move_mount.
 //
 // Everything the executor needs to find a container again lives in
 // <StateDir>/<id>/state.json, so a process that did not create a container

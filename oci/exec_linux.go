@@ -9,8 +9,10 @@ import (
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
 // Exec starts p inside running container id: in all its namespaces and
@@ -62,16 +64,30 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 		return nil, errdefs.FailedPrecondition("container %q is not running", id)
 	}
 	defer mntns.Close()
+
+	extra := []*os.File{mntns}
+	userns, err := containerUserNS(base + "user")
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	if userns != nil {
+		defer userns.Close()
+		extra = append(extra, userns)
+	}
 	if !initAlive(st) {
 		return nil, errdefs.FailedPrecondition("container %q is not running", id)
 	}
 
-	l, err := e.newLaunch(stdio, p.Terminal, mntns)
+	l, err := e.newLaunch(stdio, p.Terminal, extra...)
 	if err != nil {
 		return nil, err
 	}
 	defer l.close()
 	l.addEnvFD(envMountNS, 2)
+	if userns != nil {
+		// Joined only: the other namespaces are the container's.
+		userNSJoin(l, nsPlan{}, 3)
+	}
 	if err := startInit(l.cmd, join); err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
@@ -103,4 +119,31 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
 	return &Process{Pid: pid, Console: console, cmd: l.cmd}, nil
+}
+
+// containerUserNS opens the user namespace at path when it is not this
+// process's own; nil when it is.
+func containerUserNS(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open user namespace: %w", err)
+	}
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &theirs); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := unix.Stat("/proc/self/ns/user", &ours); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
+		f.Close()
+		return nil, nil
+	}
+	if !nsenter.Available {
+		f.Close()
+		return nil, errdefs.FailedPrecondition("the container is in a user namespace and this skiff-shim was built without the pre-runtime stage that joins one (build it with cgo)")
+	}
+	return f, nil
 }

@@ -132,23 +132,67 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	}
 	defer closeJoins(plan.join)
 
-	l, err := e.newLaunch(stdio, spec.Process.Terminal, fifo)
+	// The init's fds after config (3) and sync (4): the FIFO, then, for a
+	// container in a user namespace, the namespace and the mount sources.
+	extra := []*os.File{fifo}
+	var userns *os.File
+	if plan.joinUser != "" {
+		if userns, err = os.Open(plan.joinUser); err != nil {
+			return nil, fmt.Errorf("container %q: open user namespace: %w", id, err)
+		}
+		defer userns.Close()
+		extra = append(extra, userns)
+	}
+	var mountFDs []int
+	if plan.joinUser != "" || plan.newUser {
+		srcs, err := openMountSources(spec, userns)
+		if err != nil {
+			return nil, fmt.Errorf("container %q: %w", id, err)
+		}
+		defer closeFiles(srcs)
+		mountFDs = make([]int, len(srcs))
+		for i, f := range srcs {
+			mountFDs[i] = -1
+			if f != nil {
+				mountFDs[i] = 3 + len(extra) + 2
+				extra = append(extra, f)
+			}
+		}
+	}
+	l, err := e.newLaunch(stdio, spec.Process.Terminal, extra...)
 	if err != nil {
 		return nil, err
 	}
 	defer l.close()
 	l.addEnvFD(envFifoFD, 2)
 	l.cmd.SysProcAttr.Cloneflags = plan.cloneFlags
+	if plan.joinUser != "" {
+		userNSJoin(l, plan, 3)
+	}
+	if plan.newUser {
+		newUserNS(l.cmd.SysProcAttr, spec.Linux)
+	}
 	if err := startInit(l.cmd, plan.join); err != nil {
 		return nil, fmt.Errorf("start init of container %q: %w", id, err)
 	}
 	l.closeChildFiles()
 	fifo.Close()
-	pid := l.cmd.Process.Pid
 	undo = append(undo, func() {
 		l.cmd.Process.Kill()
 		l.cmd.Wait()
 	})
+	// pids are the processes to put in the cgroup: the one started and,
+	// when the pre-runtime stage forked the init into a new PID namespace,
+	// the init (the stage stays its parent, mirroring its exit).
+	pid := l.cmd.Process.Pid
+	pids := []int{pid}
+	if plan.unshare&unix.CLONE_NEWPID != 0 {
+		if pid, err = l.readInitPid(ctx); err != nil {
+			return nil, fmt.Errorf("start init of container %q: %w", id, err)
+		}
+		pids = append(pids, pid)
+		undo = append(undo, func() { unix.Kill(pid, unix.SIGKILL) })
+	}
 
 	if e.NewCgroup != nil && spec.Linux.CgroupsPath != "" {
 		res := spec.Linux.Resources
@@ -165,8 +209,10 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 			defer cancel()
 			cg.Destroy(dctx)
 		})
-		if err := cg.Apply(pid); err != nil {
-			return nil, fmt.Errorf("container %q: join cgroup: %w", id, err)
+		for _, p := range pids {
+			if err := cg.Apply(p); err != nil {
+				return nil, fmt.Errorf("container %q: join cgroup: %w", id, err)
+			}
 		}
 	}
 	if err := e.setProcessLimits(pid, spec.Process); err != nil {
@@ -176,10 +222,11 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		Spec:        spec,
 		Process:     spec.Process,
 		Rootfs:      rootfs,
-		NewMountNS:  plan.cloneFlags&unix.CLONE_NEWNS != 0,
+		NewMountNS:  (plan.cloneFlags|plan.unshare)&unix.CLONE_NEWNS != 0,
 		NewUTSNS:    plan.newUTS,
 		NewCgroupNS: plan.newCgroup,
 		NewNetNS:    plan.newNet,
+		MountFDs:    mountFDs,
 	}
 	if err := l.sendConfig(cfg); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)

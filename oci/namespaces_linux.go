@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
 // nsFlags maps runtime-spec namespace types to clone flags.
@@ -34,7 +35,18 @@ type nsPlan struct {
 	newNet     bool
 	newIPC     bool
 	joinPid    bool
+	// joinUser is the user namespace to join (by the init's pre-runtime
+	// stage, package nsenter); unshare are the new namespaces that stage
+	// creates once joined, so that the user namespace owns them.
+	joinUser string
+	unshare  uintptr
+	// newUser: a new user namespace at clone time, with the spec's maps.
+	newUser bool
 }
+
+// userOwned are the namespaces a joined user namespace must own, so they
+// are unshared after joining it rather than cloned.
+const userOwned = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET
 
 type nsJoin struct {
 	typ  int
@@ -55,10 +67,23 @@ func planNamespaces(l *specs.Linux) (nsPlan, error) {
 		}
 		seen[ns.Type] = true
 		switch ns.Type {
-		case specs.UserNamespace, specs.TimeNamespace:
-			// Joining or creating a user namespace needs a single-threaded
-			// caller (a cgo pre-runtime stage); not built.
+		case specs.TimeNamespace:
+			// Only a new child can enter a time namespace.
 			return p, errdefs.Unimplemented("%s namespace", ns.Type)
+		case specs.UserNamespace:
+			if len(l.UIDMappings) == 0 || len(l.GIDMappings) == 0 {
+				return p, errdefs.InvalidArgument("a user namespace needs uidMappings and gidMappings")
+			}
+			if ns.Path == "" {
+				p.newUser = true
+				p.cloneFlags |= unix.CLONE_NEWUSER
+				continue
+			}
+			if !nsenter.Available {
+				return p, errdefs.FailedPrecondition("joining user namespace %s needs the pre-runtime stage, which this skiff-shim was built without (build it with cgo)", ns.Path)
+			}
+			p.joinUser = ns.Path
+			continue
 		case specs.MountNamespace:
 			if ns.Path != "" {
 				return p, errdefs.Unimplemented("joining a mount namespace for a new container")
@@ -86,6 +111,10 @@ func planNamespaces(l *specs.Linux) (nsPlan, error) {
 	}
 	if !seen[specs.MountNamespace] {
 		return p, errdefs.InvalidArgument("spec without a mount namespace")
+	}
+	if p.joinUser != "" {
+		p.unshare = p.cloneFlags & userOwned
+		p.cloneFlags &^= userOwned
 	}
 	return p, nil
 }

@@ -101,6 +101,11 @@ type Container struct {
 // exit. Only the process that called Create can wait.
 func (c *Container) Wait() (ExitStatus, error) { return waitCmd(c.cmd) }
 
+// ChildPid is the caller's child that Wait waits for: the init itself, or
+// the pre-runtime stage that forked the init into a new PID namespace and
+// ends the way the init does (package nsenter).
+func (c *Container) ChildPid() int { return c.cmd.Process.Pid }
+
 // Wait waits for the exec'd process to exit.
 func (p *Process) Wait() (ExitStatus, error) { return waitCmd(p.cmd) }
 

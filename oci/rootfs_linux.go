@@ -79,8 +79,15 @@ func setupRootfs(cfg *initConfig) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range spec.Mounts {
-		if err := mountEntry(rootfs, m, cgroupHost); err != nil {
+	if cfg.MountFDs != nil && len(cfg.MountFDs) != len(spec.Mounts) {
+		return fmt.Errorf("%d mount fds for %d mounts", len(cfg.MountFDs), len(spec.Mounts))
+	}
+	for i, m := range spec.Mounts {
+		src := -1
+		if cfg.MountFDs != nil {
+			src = cfg.MountFDs[i]
+		}
+		if err := mountEntry(rootfs, m, src, cgroupHost); err != nil {
 			return err
 		}
 	}
@@ -169,13 +176,31 @@ func remountReadonly(dest string) error {
 }
 
 // mountEntry performs one spec mount under rootfs (before pivot_root).
-func mountEntry(rootfs string, m specs.Mount, cgroupHost *cgroupHost) error {
+// src, when not -1, is a detached mount of a bind mount's source that the
+// parent prepared (see openMountSources); it is attached instead of binding
+// m.Source.
+func mountEntry(rootfs string, m specs.Mount, src int, cgroupHost *cgroupHost) error {
 	opts := parseMountOptions(m.Options)
 	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
 	if err != nil {
 		return fmt.Errorf("resolve mount destination %s: %w", m.Destination, err)
 	}
 	switch {
+	case (m.Type == "bind" || opts.isBind()) && src >= 0:
+		var st unix.Stat_t
+		if err := unix.Fstat(src, &st); err != nil {
+			return fmt.Errorf("bind mount source for %s: %w", m.Destination, err)
+		}
+		if err := createMountpoint(dest, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
+			return fmt.Errorf("create mountpoint %s: %w", m.Destination, err)
+		}
+		if err := unix.MoveMount(src, "", unix.AT_FDCWD, dest, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return mountError(m.Source, m.Destination, "move_mount", err)
+		}
+		unix.Close(src)
+		if err := remountBindFlags(dest, opts); err != nil {
+			return fmt.Errorf("bind mount %s: %w", m.Destination, err)
+		}
 	case m.Type == "bind" || opts.isBind():
 		fi, err := os.Stat(m.Source)
 		if err != nil {
@@ -187,10 +212,8 @@ func mountEntry(rootfs string, m specs.Mount, cgroupHost *cgroupHost) error {
 		if err := unix.Mount(m.Source, dest, "", unix.MS_BIND|(opts.flags&unix.MS_REC), ""); err != nil {
 			return mountError(m.Source, m.Destination, "bind", err)
 		}
-		if rest := opts.flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 || opts.clearFlags != 0 {
-			if err := remountBind(dest, rest, opts.clearFlags); err != nil {
-				return fmt.Errorf("bind mount %s: %w", m.Destination, err)
-			}
+		if err := remountBindFlags(dest, opts); err != nil {
+			return fmt.Errorf("bind mount %s: %w", m.Destination, err)
 		}
 	case m.Type == "cgroup" || m.Type == "cgroup2":
 		if err := os.MkdirAll(dest, 0o755); err != nil {
@@ -203,7 +226,14 @@ func mountEntry(rootfs string, m specs.Mount, cgroupHost *cgroupHost) error {
 		if err := os.MkdirAll(dest, 0o755); err != nil {
 			return fmt.Errorf("create mountpoint %s: %w", m.Destination, err)
 		}
-		if err := unix.Mount(m.Source, dest, m.Type, opts.flags, opts.data); err != nil {
+		err := unix.Mount(m.Source, dest, m.Type, opts.flags, opts.data)
+		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) {
+			// In a user namespace that does not own the network
+			// namespace, the kernel refuses a new sysfs; the host's, read
+			// only, is what runc gives such a container.
+			err = sysfsBind(dest, opts)
+		}
+		if err != nil {
 			return mountError(m.Source, m.Destination, m.Type, err)
 		}
 	}
@@ -219,6 +249,24 @@ func mountEntry(rootfs string, m specs.Mount, cgroupHost *cgroupHost) error {
 		}
 	}
 	return nil
+}
+
+// remountBindFlags applies the per-mount flags of a bind (read-only,
+// nosuid, ...) that a bind itself ignores.
+func remountBindFlags(dest string, opts mountOpts) error {
+	if rest := opts.flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 || opts.clearFlags != 0 {
+		return remountBind(dest, rest, opts.clearFlags)
+	}
+	return nil
+}
+
+// sysfsBind binds the host's /sys at dest, read-only unless opts say rw.
+func sysfsBind(dest string, opts mountOpts) error {
+	if err := unix.Mount("/sys", dest, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	flags := opts.flags & (unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	return remountBind(dest, flags, 0)
 }
 
 // createDevices creates the default and the spec's device nodes and the

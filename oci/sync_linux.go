@@ -34,6 +34,11 @@ type initConfig struct {
 	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
 	// NewNetNS tells the init it may write net.* sysctls.
 	NewNetNS bool `json:"newNetNS,omitempty"`
+	// MountFDs, when set, has one entry per spec mount: the fd of the
+	// detached mount the parent made of a bind mount's source (-1 for
+	// other mounts). Set for containers in a user namespace, whose init
+	// cannot reach or idmap the sources itself.
+	MountFDs []int `json:"mountFDs,omitempty"`
 }
 
 // syncMsg goes from the init to the parent. "pty" carries the pty master
@@ -41,6 +46,9 @@ type initConfig struct {
 type syncMsg struct {
 	Type  string `json:"type"`
 	Error string `json:"error,omitempty"`
+	// Pid is the init's host pid, from the pre-runtime stage (package
+	// nsenter) when it forks the init into a new PID namespace.
+	Pid int `json:"pid,omitempty"`
 }
 
 const (

@@ -46,11 +46,13 @@ func NewOCIRuntime(e *oci.Executor) *OCIRuntime {
 
 type ociProcess struct {
 	pid     int
+	child   int // the process Wait waits for, when not pid
 	console *os.File
 	wait    func() (oci.ExitStatus, error)
 }
 
 func (p *ociProcess) Pid() int          { return p.pid }
+func (p *ociProcess) ChildPid() int     { return p.child }
 func (p *ociProcess) Console() *os.File { return p.console }
 func (p *ociProcess) Wait() (ExitStatus, error) {
 	es, err := p.wait()
@@ -73,7 +75,7 @@ func (r *OCIRuntime) Create(ctx context.Context, id string, spec *specs.Spec, ro
 		r.cgroups[id] = spec.Linux.CgroupsPath
 		r.mu.Unlock()
 	}
-	return &ociProcess{pid: c.Pid, console: c.Console, wait: c.Wait}, nil
+	return &ociProcess{pid: c.Pid, child: c.ChildPid(), console: c.Console, wait: c.Wait}, nil
 }
 
 // Start implements Runtime.
@@ -102,7 +104,7 @@ func (r *OCIRuntime) Exec(ctx context.Context, id string, p *specs.Process, stdi
 	if err != nil {
 		return nil, err
 	}
-	return &ociProcess{pid: proc.Pid, console: proc.Console, wait: proc.Wait}, nil
+	return &ociProcess{pid: proc.Pid, child: proc.Pid, console: proc.Console, wait: proc.Wait}, nil
 }
 
 // Update implements Runtime: the executor sets the limits on the

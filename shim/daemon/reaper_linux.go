@@ -26,9 +26,11 @@ const orphanScanInterval = 30 * time.Second
 type reaper struct {
 	mu    sync.Mutex
 	owned map[int]bool
+	// stand maps a process's pid to the child standing in for it.
+	stand map[int]int
 }
 
-func newReaper() *reaper { return &reaper{owned: make(map[int]bool)} }
+func newReaper() *reaper { return &reaper{owned: make(map[int]bool), stand: make(map[int]int)} }
 
 // run reaps orphans on every SIGCHLD until ctx ends.
 func (r *reaper) run(ctx context.Context) {
@@ -110,13 +112,30 @@ func (r *reaper) spawn(fn func() (Process, error)) (Process, int, error) {
 	if perr != nil {
 		pidfd = -1
 	}
-	r.owned[p.Pid()] = true
+	own := p.Pid()
+	if c, ok := p.(stoodInFor); ok {
+		own = c.ChildPid()
+		r.stand[p.Pid()] = own
+	}
+	r.owned[own] = true
 	return p, pidfd, nil
+}
+
+// stoodInFor is a Process whose Wait waits for another child of the shim
+// than Pid: the executor's pre-runtime stage that forked an init into a
+// new PID namespace and mirrors its exit. That child is the one the
+// orphan reaper must leave alone.
+type stoodInFor interface {
+	ChildPid() int
 }
 
 // release forgets an owned pid after its Process.Wait returned.
 func (r *reaper) release(pid int) {
 	r.mu.Lock()
+	if own, ok := r.stand[pid]; ok {
+		delete(r.stand, pid)
+		pid = own
+	}
 	delete(r.owned, pid)
 	r.mu.Unlock()
 }

@@ -1,0 +1,133 @@
+//go:build linux && cgo
+
+// The pre-runtime stage of package nsenter: see doc.go. Only
+// async-signal-safe, allocation-free calls after fork.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int sync_fd = -1;
+
+// report writes one message to the sync fd; a failed write is ignored (the
+// parent then sees the fd close instead).
+static void report(const char *msg) {
+	if (sync_fd < 0)
+		return;
+	ssize_t n = write(sync_fd, msg, strlen(msg));
+	(void)n;
+}
+
+__attribute__((noreturn)) static void die(const char *what) {
+	int err = errno;
+	char msg[512];
+	snprintf(msg, sizeof msg,
+		 "{\"type\":\"error\",\"error\":\"join user namespace: %s: %s\"}",
+		 what, strerror(err));
+	report(msg);
+	// Also on stderr, for a parent that does not read the sync fd.
+	fprintf(stderr, "skiff-shim: join user namespace: %s: %s\n", what, strerror(err));
+	_exit(1);
+}
+
+static int env_int(const char *name, int def) {
+	const char *v = getenv(name);
+	if (v == NULL || *v == '\0')
+		return def;
+	char *end;
+	long n = strtol(v, &end, 10);
+	if (*end != '\0' || n < 0 || n > 0x7fffffff) {
+		errno = EINVAL;
+		die(name);
+	}
+	return (int)n;
+}
+
+// mirror waits for child and ends this process the way the child ended.
+__attribute__((noreturn)) static void mirror(pid_t child) {
+	int status;
+	for (;;) {
+		pid_t w = waitpid(child, &status, 0);
+		if (w == child)
+			break;
+		if (w < 0 && errno != EINTR)
+			_exit(127);
+	}
+	if (WIFEXITED(status))
+		_exit(WEXITSTATUS(status));
+	int sig = WTERMSIG(status);
+	// Die of the same signal, without a core dump of this stage.
+	struct rlimit no_core = {0, 0};
+	setrlimit(RLIMIT_CORE, &no_core);
+	signal(sig, SIG_DFL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	kill(getpid(), sig);
+	_exit(128 + sig);
+}
+
+__attribute__((constructor)) static void skiff_nsenter(void) {
+	if (getenv("_SKIFF_NSENTER_USERNS_FD") == NULL)
+		return;
+	sync_fd = env_int("_SKIFF_NSENTER_SYNC_FD", -1);
+	int userns = env_int("_SKIFF_NSENTER_USERNS_FD", -1);
+	int flags = env_int("_SKIFF_NSENTER_UNSHARE", 0);
+	if (flags & CLONE_NEWUSER) {
+		errno = EINVAL;
+		die("CLONE_NEWUSER in the unshare flags");
+	}
+
+	if (setns(userns, CLONE_NEWUSER) < 0)
+		die("setns");
+	close(userns);
+	// setns keeps the host credentials, which the namespace does not map;
+	// become its root.
+	if (setresgid(0, 0, 0) < 0)
+		die("setresgid(0)");
+	if (setgroups(0, NULL) < 0)
+		die("setgroups");
+	if (setresuid(0, 0, 0) < 0)
+		die("setresuid(0)");
+	if (flags != 0 && unshare(flags) < 0)
+		die("unshare");
+	if (!(flags & CLONE_NEWPID))
+		return;
+
+	pid_t child = fork();
+	if (child < 0)
+		die("fork");
+	if (child == 0) {
+		// PID 1 of the new namespace: on into Go.
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		return;
+	}
+	char msg[64];
+	snprintf(msg, sizeof msg, "{\"type\":\"pid\",\"pid\":%d}", (int)child);
+	report(msg);
+	// This stage holds nothing of the container's: no stdio, no sync
+	// socket (its end must close with the child), no signals but SIGKILL.
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+	}
+	syscall(SYS_close_range, 3, ~0U, 0);
+	mirror(child);
+}

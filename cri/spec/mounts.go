@@ -62,9 +62,6 @@ func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, err
 		if m.GetImage() != nil && m.GetImage().GetImage() != "" {
 			return nil, "", errdefs.Unimplemented("image volume mounts (%s) are not supported", m.ContainerPath)
 		}
-		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-			return nil, "", errdefs.Unimplemented("id-mapped mounts (%s) are not supported", m.ContainerPath)
-		}
 		dst := filepath.Clean(m.ContainerPath)
 		if !filepath.IsAbs(dst) {
 			return nil, "", errdefs.InvalidArgument("mount container path %q is not absolute", m.ContainerPath)
@@ -113,8 +110,13 @@ func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, err
 		} else {
 			opts = append(opts, "rw")
 		}
+		uids, gids, err := mountIDMappings(in, m)
+		if err != nil {
+			return nil, "", err
+		}
 		user[dst] = true
-		userMounts = append(userMounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+		userMounts = append(userMounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts,
+			UIDMappings: uids, GIDMappings: gids})
 	}
 	// A container mount replaces a default one at the same place (for
 	// example a volume on /etc/hosts or /dev/shm).
@@ -127,6 +129,24 @@ func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, err
 	out = append(out, userMounts...)
 	sort.SliceStable(out, func(i, j int) bool { return depth(out[i].Destination) < depth(out[j].Destination) })
 	return out, rootProp, nil
+}
+
+// mountIDMappings are the ID mappings of an idmapped mount: the kubelet
+// sets its pod's on every mount of a pod with a user namespace, so that
+// volumes show their files owned as on the host. The executor idmaps with
+// the pod's user namespace, so other mappings are refused.
+func mountIDMappings(in Input, m *runtimeapi.Mount) (uids, gids []specs.LinuxIDMapping, _ error) {
+	if len(m.GetUidMappings())+len(m.GetGidMappings()) == 0 {
+		return nil, nil, nil
+	}
+	pod := podUserNS(in.Pod)
+	if pod == nil {
+		return nil, nil, errdefs.InvalidArgument("mount %s: ID mappings in a pod without a user namespace", m.ContainerPath)
+	}
+	if !sameIDs(m.GetUidMappings(), pod.GetUids()) || !sameIDs(m.GetGidMappings(), pod.GetGids()) {
+		return nil, nil, errdefs.InvalidArgument("mount %s: ID mappings differ from the pod's user namespace; only the pod's are supported", m.ContainerPath)
+	}
+	return IDMappings(m.GetUidMappings()), IDMappings(m.GetGidMappings()), nil
 }
 
 func depth(p string) int {

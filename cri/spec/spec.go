@@ -6,6 +6,7 @@ package spec
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -68,6 +69,8 @@ type PodFiles struct {
 // Namespaces are the pod's pinned namespace files; "" means the host's.
 type Namespaces struct {
 	Net, IPC, UTS, PID string
+	// User is the pod's user namespace (userns_options mode POD).
+	User string
 }
 
 // Input is everything a container spec is generated from.
@@ -303,5 +306,57 @@ func setNamespaces(s *specs.Spec, in Input, ns *runtimeapi.NamespaceOption) erro
 	if in.CgroupV2 {
 		add(specs.CgroupNamespace, "")
 	}
+	return setUserNamespace(s, in, ns.GetUsernsOptions())
+}
+
+// setUserNamespace puts the container in its pod's user namespace, when
+// the pod has one. The container's own userns_options (the kubelet repeats
+// the pod's) may not ask for another.
+func setUserNamespace(s *specs.Spec, in Input, ns *runtimeapi.UserNamespace) error {
+	pod := podUserNS(in.Pod)
+	if pod == nil {
+		if ns != nil && ns.GetMode() != runtimeapi.NamespaceMode_NODE {
+			return errdefs.InvalidArgument("container asks for a user namespace (mode %s) in a pod that has none", ns.GetMode())
+		}
+		return nil
+	}
+	if ns != nil && !sameUserNS(ns, pod) {
+		return errdefs.InvalidArgument("container's user namespace (mode %s) differs from its pod's: a pod's containers share the pod's", ns.GetMode())
+	}
+	if in.PodNS.User == "" {
+		return errdefs.FailedPrecondition("pod has no user namespace")
+	}
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: in.PodNS.User})
+	s.Linux.UIDMappings = IDMappings(pod.GetUids())
+	s.Linux.GIDMappings = IDMappings(pod.GetGids())
 	return nil
+}
+
+// podUserNS is the pod's user namespace request, nil for the host's.
+func podUserNS(pod *runtimeapi.PodSandboxConfig) *runtimeapi.UserNamespace {
+	u := pod.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
+	if u.GetMode() != runtimeapi.NamespaceMode_POD {
+		return nil
+	}
+	return u
+}
+
+func sameUserNS(a, b *runtimeapi.UserNamespace) bool {
+	return a.GetMode() == b.GetMode() && sameIDs(a.GetUids(), b.GetUids()) && sameIDs(a.GetGids(), b.GetGids())
+}
+
+func sameIDs(a, b []*runtimeapi.IDMapping) bool {
+	return slices.Equal(IDMappings(a), IDMappings(b))
+}
+
+// IDMappings converts CRI ID mappings to the runtime spec's.
+func IDMappings(m []*runtimeapi.IDMapping) []specs.LinuxIDMapping {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]specs.LinuxIDMapping, len(m))
+	for i, x := range m {
+		out[i] = specs.LinuxIDMapping{ContainerID: x.GetContainerId(), HostID: x.GetHostId(), Size: x.GetLength()}
+	}
+	return out
 }

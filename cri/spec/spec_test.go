@@ -474,3 +474,69 @@ func TestGenerateDevices(t *testing.T) {
 		t.Fatalf("missing device: %v", err)
 	}
 }
+
+func TestGenerateUserNamespace(t *testing.T) {
+	podMap := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 65536, Length: 65536}}
+	otherMap := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 131072, Length: 65536}}
+	podNS := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: podMap, Gids: podMap}
+	wantMap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 65536, Size: 65536}}
+	vol := func(uids, gids []*runtimeapi.IDMapping) []*runtimeapi.Mount {
+		return []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: t.TempDir(), UidMappings: uids, GidMappings: gids}}
+	}
+	for _, tc := range []struct {
+		name     string
+		pod, ctr *runtimeapi.UserNamespace
+		mounts   []*runtimeapi.Mount
+		wantNS   bool
+		wantVol  []specs.LinuxIDMapping
+		wantErr  error
+	}{
+		{name: "host users"},
+		{name: "node mode is the host's", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE},
+			ctr: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}},
+		{name: "pod's", pod: podNS, ctr: podNS, wantNS: true},
+		{name: "unset container follows the pod", pod: podNS, wantNS: true},
+		{name: "idmapped volume", pod: podNS, ctr: podNS, mounts: vol(podMap, podMap), wantNS: true, wantVol: wantMap},
+		{name: "volume without mappings stays plain", pod: podNS, ctr: podNS, mounts: vol(nil, nil), wantNS: true},
+		{name: "container asks for another mapping", pod: podNS,
+			ctr:     &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: otherMap, Gids: otherMap},
+			wantErr: errdefs.ErrInvalidArgument},
+		{name: "container asks for the host's in a pod with one", pod: podNS,
+			ctr: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "container asks for one in a pod without", ctr: podNS, wantErr: errdefs.ErrInvalidArgument},
+		{name: "volume mapped otherwise", pod: podNS, ctr: podNS, mounts: vol(otherMap, otherMap), wantErr: errdefs.ErrInvalidArgument},
+		{name: "volume mapped in a pod without", mounts: vol(podMap, podMap), wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := baseInput(t)
+			in.PodNS.User = "/ns/user"
+			in.Pod.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: tc.pod}}}
+			in.Container.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: tc.ctr}}}
+			in.Container.Mounts = tc.mounts
+			s, err := Generate(in)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			path, ok := nsOf(s)[specs.UserNamespace]
+			if ok != tc.wantNS || (ok && path != "/ns/user") {
+				t.Fatalf("user namespace = %q (%v), want it: %v", path, ok, tc.wantNS)
+			}
+			if tc.wantNS && (!slices.Equal(s.Linux.UIDMappings, wantMap) || !slices.Equal(s.Linux.GIDMappings, wantMap)) {
+				t.Fatalf("mappings = %v %v, want %v", s.Linux.UIDMappings, s.Linux.GIDMappings, wantMap)
+			}
+			for _, m := range s.Mounts {
+				if m.Destination == "/data" && (!slices.Equal(m.UIDMappings, tc.wantVol) || !slices.Equal(m.GIDMappings, tc.wantVol)) {
+					t.Fatalf("volume mappings = %v %v, want %v", m.UIDMappings, m.GIDMappings, tc.wantVol)
+				}
+			}
+		})
+	}
+}

@@ -71,6 +71,9 @@ type ShimOptions struct {
 	// SharePID starts the pod's init in a new PID namespace, as its PID 1,
 	// for containers to join.
 	SharePID bool
+	// UserNS is the pod's user namespace, which the pod init joins (with
+	// SharePID); "" for the host's.
+	UserNS string
 	// InitCgroup is the cgroup of the pod init (with SharePID): where a
 	// pause container would be, under the pod's cgroup parent.
 	InitCgroup string

@@ -68,7 +68,21 @@ type Options struct {
 	// RuntimeHandlers are the configured handler names besides the
 	// default ("" and RuntimeName); all run the built-in executor.
 	RuntimeHandlers []string
-	Log             *slog.Logger
+	// Features are what the kernel and the executor support, probed by
+	// the daemon at start-up.
+	Features Features
+	Log      *slog.Logger
+}
+
+// Features are the optional features Status reports for every runtime
+// handler.
+type Features struct {
+	// RecursiveReadOnlyMounts: the kernel has mount_setattr(2).
+	RecursiveReadOnlyMounts bool
+	// UserNamespaces: pods can have a user namespace (userns_options mode
+	// POD): the kernel creates them, the layer and state filesystems can
+	// be idmapped, and the shim has the stage that joins one.
+	UserNamespaces bool
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and ImageServiceServer.
@@ -91,6 +105,7 @@ type Server struct {
 	cgroupV2     bool
 	// handlers are the configured runtime handler names (besides the default).
 	handlers []string
+	features Features
 	log      *slog.Logger
 	kernel   kernelView
 	netStats PodNetStats
@@ -134,6 +149,7 @@ func New(opts Options) *Server {
 		cgroupDriver: opts.CgroupDriver,
 		cgroupV2:     opts.CgroupV2,
 		handlers:     slices.Sorted(slices.Values(opts.RuntimeHandlers)),
+		features:     opts.Features,
 		log:          log,
 		kernel:       procKernel{},
 		netStats:     opts.NetStats,

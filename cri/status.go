@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/skiffcri/skiff/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -65,18 +63,15 @@ func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Update
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }
 
-// recursiveReadOnly tells whether the kernel has mount_setattr(2), which the
-// executor uses for recursive read-only mounts (Linux 5.12+).
-var recursiveReadOnly = func() bool {
-	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
-	return err != unix.ENOSYS
-}()
-
 // runtimeHandlers lists the default handler ("") and the configured ones,
-// with what each supports: all run the built-in executor.
+// with what each supports: all run the built-in executor, so all have the
+// features skiffd probed at start-up.
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	features := func() *runtimeapi.RuntimeHandlerFeatures {
-		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: recursiveReadOnly}
+		return &runtimeapi.RuntimeHandlerFeatures{
+			RecursiveReadOnlyMounts: s.features.RecursiveReadOnlyMounts,
+			UserNamespaces:          s.features.UserNamespaces,
+		}
 	}
 	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features()}}
 	for _, h := range s.handlers {

@@ -526,6 +526,7 @@ func TestUpdateContainerResources(t *testing.T) {
 func TestRuntimeHandlers(t *testing.T) {
 	e := newTestEnv(t)
 	e.s.handlers = []string{"test-handler"}
+	e.s.features = Features{RecursiveReadOnlyMounts: true, UserNamespaces: true}
 	ctx := context.Background()
 	for _, h := range []string{"", RuntimeName, "test-handler"} {
 		cfg := podConfigFor("h-"+strings.ReplaceAll(h, "-", ""), runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
@@ -544,8 +545,8 @@ func TestRuntimeHandlers(t *testing.T) {
 	var names []string
 	for _, h := range resp.RuntimeHandlers {
 		names = append(names, h.Name)
-		if !h.Features.GetRecursiveReadOnlyMounts() {
-			t.Errorf("handler %q does not report recursive read-only mounts", h.Name)
+		if !h.Features.GetRecursiveReadOnlyMounts() || !h.Features.GetUserNamespaces() {
+			t.Errorf("handler %q reports features %v, want the probed ones", h.Name, h.Features)
 		}
 	}
 	if strings.Join(names, ",") != ",test-handler" {

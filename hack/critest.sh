@@ -115,7 +115,7 @@ fi
 
 log "building skiffd, skiff-shim and the test image tool"
 go build -o "$bin/skiffd" ./cmd/skiffd
-go build -o "$bin/skiff-shim" ./cmd/skiff-shim
+hack/build-shim.sh "$bin/skiff-shim"
 go build -o "$bin/testimages" ./hack/testimages
 
 "$bin/testimages" --busybox "$busybox" --listen 127.0.0.1:0 --addr-file "$work/registry.addr" >"$work/registry.log" 2>&1 &

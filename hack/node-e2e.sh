@@ -297,7 +297,7 @@ trap 'exit 143' TERM
 
 log "building skiffd, skiff-shim and the test image tool"
 go build -o "$bin/skiffd" ./cmd/skiffd
-go build -o "$bin/skiff-shim" ./cmd/skiff-shim
+hack/build-shim.sh "$bin/skiff-shim"
 go build -o "$bin/testimages" ./hack/testimages
 
 img_args=(--busybox "$busybox" --agnhost "$cache/agnhost")

@@ -40,8 +40,7 @@ if [ ! -e /etc/crictl.yaml ]; then
 fi
 
 go build -o /usr/local/bin/skiffd ./cmd/skiffd
-# Static: linking libc would cost every pod's shim ~1.4 MB of RSS.
-CGO_ENABLED=0 go build -o /usr/local/bin/skiff-shim ./cmd/skiff-shim
+hack/build-shim.sh /usr/local/bin/skiff-shim
 # On a machine that runs systemd, install the service unit (restarting
 # skiffd must never kill pods: see the unit's comments). CI machines and
 # containers without systemd skip this.

@@ -50,6 +50,9 @@ type StartOptions struct {
 	// PodCgroup is the cgroup the pod init joins, as a pause container
 	// would (with SharePID).
 	PodCgroup string
+	// PodUserNS is the pod's user namespace, which the pod init joins
+	// (with SharePID).
+	PodUserNS string
 	// Env is the daemon's environment; nil means a minimal PATH only, so
 	// nothing of skiffd's environment leaks into containers' helpers.
 	Env []string
@@ -76,6 +79,9 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	args := []string{"daemon", "--dir", o.Dir, "--pod", o.PodID}
 	if o.SharePID {
 		args = append(args, "--share-pid")
+		if o.PodUserNS != "" {
+			args = append(args, "--pod-userns", o.PodUserNS)
+		}
 		if o.PodCgroup != "" {
 			args = append(args, "--pod-cgroup", o.PodCgroup)
 		}

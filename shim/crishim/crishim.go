@@ -50,7 +50,7 @@ func (s shims) executor() shim.RuntimeCLI {
 
 func (s shims) Start(ctx context.Context, podID string, opts cri.ShimOptions) (cri.Shim, error) {
 	c, err := shim.Start(ctx, shim.StartOptions{
-		Binary: s.binary, Dir: s.dir(podID), PodID: podID, SharePID: opts.SharePID, PodCgroup: opts.InitCgroup,
+		Binary: s.binary, Dir: s.dir(podID), PodID: podID, SharePID: opts.SharePID, PodCgroup: opts.InitCgroup, PodUserNS: opts.UserNS,
 		Args: []string{"--runtime-root", s.runtimeRoot()},
 	})
 	if err != nil {

@@ -59,6 +59,10 @@ type Config struct {
 	// PodCgroup is the cgroup the pod init joins (the runtime must
 	// implement PodCgroups); empty leaves it in the shim's.
 	PodCgroup string
+	// PodUserNS is the pod's user namespace: the pod init joins it and
+	// its PID namespace is owned by it, so the pod's containers, which
+	// join both, may mount their /proc.
+	PodUserNS string
 }
 
 // Serve runs a shim daemon in the calling process until ctx ends or a

@@ -36,6 +36,8 @@ type Flags struct {
 	SharePID bool
 	// PodCgroup is the cgroup of the pod init.
 	PodCgroup string
+	// PodUserNS is the pod's user namespace, which the pod init joins.
+	PodUserNS string
 	Debug     bool
 }
 
@@ -59,6 +61,7 @@ func MainWithRuntime(args []string, newRuntime func(Flags) (Runtime, error)) int
 	fs.StringVar(&f.RuntimeRoot, "runtime-root", "", "state directory of the container executor")
 	fs.BoolVar(&f.SharePID, "share-pid", false, "start a pod init in a new PID namespace for the containers to share")
 	fs.StringVar(&f.PodCgroup, "pod-cgroup", "", "cgroup of the pod init (with --share-pid)")
+	fs.StringVar(&f.PodUserNS, "pod-userns", "", "user namespace of the pod init (with --share-pid)")
 	fs.BoolVar(&f.Debug, "debug", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -162,6 +165,7 @@ func daemonMain(f Flags, newRuntime func(Flags) (Runtime, error)) int {
 		Logger:    logger,
 		SharePID:  f.SharePID,
 		PodCgroup: f.PodCgroup,
+		PodUserNS: f.PodUserNS,
 		Ready: func() {
 			if ready != nil {
 				fmt.Fprintln(ready, "ok")

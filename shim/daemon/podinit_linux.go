@@ -2,25 +2,41 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
 // podInitArg makes "skiff-shim daemon" run as a pod's init instead.
 const podInitArg = "--pod-init"
 
 // execProcess adapts an exec.Cmd the shim started itself to Process.
-type execProcess struct{ cmd *exec.Cmd }
+// execProcess is a process the shim started itself. pid, when set, is the
+// process it stands for (the pod init that the user namespace stage forked).
+type execProcess struct {
+	cmd *exec.Cmd
+	pid int
+}
 
-func (p execProcess) Pid() int          { return p.cmd.Process.Pid }
+func (p execProcess) Pid() int {
+	if p.pid != 0 {
+		return p.pid
+	}
+	return p.cmd.Process.Pid
+}
+func (p execProcess) ChildPid() int     { return p.cmd.Process.Pid }
 func (p execProcess) Console() *os.File { return nil }
 func (p execProcess) Wait() (ExitStatus, error) {
 	err := p.cmd.Wait()
@@ -39,22 +55,83 @@ func (p execProcess) Wait() (ExitStatus, error) {
 // pod's containers join that namespace (/proc/<pid>/ns/pid, or the pinned
 // copy skiffd makes of it) and the init reaps their orphans, as a pause
 // container would.
-func startPodInit(binary string) (*exec.Cmd, error) {
+func startPodInit(binary, userns string) (execProcess, error) {
 	cmd := exec.Command(binary, "daemon", podInitArg)
 	cmd.Args[0] = "skiff-pod-init"
 	cmd.Dir = "/"
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start pod init: %w", err)
+	if userns == "" {
+		if err := cmd.Start(); err != nil {
+			return execProcess{}, fmt.Errorf("start pod init: %w", err)
+		}
+		return execProcess{cmd: cmd}, nil
 	}
-	return cmd, nil
+	// In a user namespace the PID namespace must be the user namespace's,
+	// so the pre-runtime stage joins it and then unshares and forks the
+	// init (package nsenter); it reports the init's pid on a pipe.
+	ns, err := os.Open(userns)
+	if err != nil {
+		return execProcess{}, fmt.Errorf("start pod init: %w", err)
+	}
+	defer ns.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return execProcess{}, fmt.Errorf("start pod init: %w", err)
+	}
+	defer r.Close()
+	cmd.SysProcAttr.Cloneflags = 0
+	cmd.ExtraFiles = []*os.File{ns, w}
+	cmd.Env = []string{
+		nsenter.EnvUserNS + "=3",
+		nsenter.EnvUnshare + "=" + strconv.Itoa(syscall.CLONE_NEWPID),
+		nsenter.EnvSyncFD + "=4",
+	}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return execProcess{}, fmt.Errorf("start pod init: %w", err)
+	}
+	pid, err := readStagePid(r)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return execProcess{}, fmt.Errorf("start pod init in user namespace %s: %w", userns, err)
+	}
+	return execProcess{cmd: cmd, pid: pid}, nil
 }
 
-// podInitMain is PID 1 of a pod's shared PID namespace: it reaps every
-// process re-parented to it and otherwise sleeps. As a namespace init it
-// receives only the signals it handles; SIGTERM and SIGINT end it, and
-// with it every process in the namespace.
+// readStagePid reads the pre-runtime stage's message: the forked init's
+// pid, or why it failed. The message is one write of less than PIPE_BUF,
+// so one read gets it whole; reading on to EOF would wait for the init,
+// which inherited the pipe.
+func readStagePid(r *os.File) (int, error) {
+	buf := make([]byte, 4096)
+	n, err := r.Read(buf)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	b := buf[:n]
+	var m struct {
+		Type  string `json:"type"`
+		Error string `json:"error"`
+		Pid   int    `json:"pid"`
+	}
+	if len(b) == 0 {
+		return 0, errors.New("the pod init exited before reporting its pid")
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return 0, fmt.Errorf("bad message %q from the pod init: %w", b, err)
+	}
+	if m.Type == nsenter.MsgError {
+		return 0, errors.New(m.Error)
+	}
+	if m.Type != nsenter.MsgPid || m.Pid <= 0 {
+		return 0, fmt.Errorf("unexpected message %q from the pod init", b)
+	}
+	return m.Pid, nil
+}
+
 func podInitMain() int {
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
@@ -83,11 +160,11 @@ func (d *daemon) startPodInit() (func(), error) {
 		bin = "/proc/self/exe"
 	}
 	p, pidfd, err := d.reaper.spawn(func() (Process, error) {
-		cmd, err := startPodInit(bin)
+		p, err := startPodInit(bin, d.cfg.PodUserNS)
 		if err != nil {
 			return nil, err
 		}
-		return execProcess{cmd}, nil
+		return p, nil
 	})
 	if err != nil {
 		return nil, err

@@ -93,10 +93,17 @@ func buildBinaries(dir string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(goBin, "build", "-o", dir+"/", "./cmd/skiffd", "./cmd/skiff-shim")
+	cmd := exec.Command(goBin, "build", "-o", dir+"/", "./cmd/skiffd")
 	cmd.Dir = modRoot
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build skiffd skiff-shim: %w\n%s", err, out)
+		return fmt.Errorf("go build skiffd: %w\n%s", err, out)
+	}
+	// The shim as installed: static, with the pre-runtime stage that joins
+	// user namespaces.
+	cmd = exec.Command(filepath.Join(modRoot, "hack", "build-shim.sh"), filepath.Join(dir, "skiff-shim"))
+	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":"+filepath.Dir(goBin))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build skiff-shim: %w\n%s", err, out)
 	}
 	return nil
 }

@@ -38,7 +38,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	shimPath = filepath.Join(dir, "skiff-shim")
-	out, err := exec.Command("go", "build", "-o", shimPath, "github.com/skiffcri/skiff/cmd/skiff-shim").CombinedOutput()
+	// As installed: static, with the pre-runtime stage that joins user
+	// namespaces.
+	out, err := exec.Command("../../hack/build-shim.sh", shimPath).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build skiff-shim: %v\n%s", err, out)
 		os.RemoveAll(dir)

@@ -47,14 +47,12 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	shimPath = filepath.Join(dir, "skiff-shim")
-	// Static, as released: no libc mapped into every shim.
+	// As installed (static: no libc mapped into every shim).
 	// SKIFF_TEST_SHIM_RACE=1 builds it with the race detector instead
 	// (its reports land in the shim's shim.log).
-	cmd := exec.Command("go", "build", "-o", shimPath, "github.com/skiffcri/skiff/cmd/skiff-shim")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd := exec.Command("../../hack/build-shim.sh", shimPath)
 	if os.Getenv("SKIFF_TEST_SHIM_RACE") != "" {
-		cmd.Args = append(cmd.Args[:2], append([]string{"-race"}, cmd.Args[2:]...)...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		cmd = exec.Command("go", "build", "-race", "-o", shimPath, "github.com/skiffcri/skiff/cmd/skiff-shim")
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build skiff-shim: %v\n%s", err, out)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
 
 	"github.com/skiffcri/skiff/errdefs"
 )
@@ -116,6 +117,20 @@ func (r RuntimeCLI) KillCgroup(ctx context.Context, path string) error {
 
 // run runs "skiff-shim runtime --root Root args..." and returns its
 // standard output.
+// Features returns what the executor build supports ("runtime
+// features", the runtime spec's features document).
+func (r RuntimeCLI) Features(ctx context.Context) (features.Features, error) {
+	var f features.Features
+	out, err := r.run(ctx, "features")
+	if err != nil {
+		return f, err
+	}
+	if err := json.Unmarshal(out, &f); err != nil {
+		return f, fmt.Errorf("skiff-shim runtime features: %w", err)
+	}
+	return f, nil
+}
+
 func (r RuntimeCLI) run(ctx context.Context, args ...string) ([]byte, error) {
 	if r.Binary == "" || r.Root == "" {
 		return nil, errdefs.InvalidArgument("the executor's CLI needs Binary and Root")

@@ -36,6 +36,7 @@ commands:
   exec [-t] ID CMD [ARG...]   run a process in a running container
   kill-cgroup PATH           kill every process of cgroup PATH and remove it (a pod init's,
                              after its shim died); a missing cgroup is no error
+  features                   what this executor supports, as runtime-spec features JSON
 
 Commands other than run and exec exit with 3 when the container does not
 exist, 1 on other errors, 2 on usage errors.
@@ -90,6 +91,10 @@ func runtimeMain(args []string) int {
 		} else {
 			err = killCgroup(ctx, rest[0])
 		}
+	case "features":
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(oci.Features())
 	case "run":
 		code, err = cliRun(ctx, e, rest)
 	case "exec":

@@ -3,6 +3,7 @@ package oci
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/moby/sys/capability"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
 func TestParseMountOptions(t *testing.T) {
@@ -154,6 +156,22 @@ func TestValidID(t *testing.T) {
 	for id, ok := range map[string]bool{"abc": true, "a-b_c.d+1": true, "": false, "../x": false, "a/b": false, ".x": false} {
 		if validID(id) != ok {
 			t.Errorf("%q: want %v", id, ok)
+		}
+	}
+}
+
+func TestFeatures(t *testing.T) {
+	f := Features()
+	if f.Linux == nil || f.Linux.MountExtensions == nil || f.Linux.MountExtensions.IDMap == nil {
+		t.Fatalf("features without linux mount extensions: %+v", f)
+	}
+	hasUser := slices.Contains(f.Linux.Namespaces, "user")
+	if hasUser != nsenter.Available || *f.Linux.MountExtensions.IDMap.Enabled != nsenter.Available {
+		t.Fatalf("user namespace %v, idmap %v; the pre-runtime stage is built: %v", hasUser, *f.Linux.MountExtensions.IDMap.Enabled, nsenter.Available)
+	}
+	for _, o := range []string{"rbind", "rro", "ro", "nosuid", "rslave"} {
+		if !slices.Contains(f.MountOptions, o) {
+			t.Errorf("mount option %q not listed", o)
 		}
 	}
 }

@@ -119,7 +119,8 @@ func TestPlanNamespaces(t *testing.T) {
 		kind error
 	}{
 		{"no mount ns", []specs.LinuxNamespace{{Type: specs.PIDNamespace}}, errdefs.ErrInvalidArgument},
-		{"user ns", []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UserNamespace}}, errdefs.ErrUnimplemented},
+		{"user ns without maps", []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UserNamespace}}, errdefs.ErrInvalidArgument},
+		{"time ns", []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.TimeNamespace}}, errdefs.ErrUnimplemented},
 		{"twice", []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.MountNamespace}}, errdefs.ErrInvalidArgument},
 		{"bogus", []specs.LinuxNamespace{{Type: "bogus"}}, errdefs.ErrInvalidArgument},
 	} {
@@ -128,6 +129,39 @@ func TestPlanNamespaces(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, c.kind)
 			}
 		})
+	}
+}
+
+func TestPlanUserNamespace(t *testing.T) {
+	maps := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 65536, Size: 65536}}
+	ns := []specs.LinuxNamespace{
+		{Type: specs.MountNamespace}, {Type: specs.PIDNamespace}, {Type: specs.UTSNamespace},
+		{Type: specs.CgroupNamespace}, {Type: specs.NetworkNamespace, Path: "/ns/net"},
+	}
+	// A new user namespace comes with the clone, and owns the others.
+	p, err := planNamespaces(&specs.Linux{UIDMappings: maps, GIDMappings: maps,
+		Namespaces: append(slices.Clone(ns), specs.LinuxNamespace{Type: specs.UserNamespace})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.newUser || p.joinUser != "" || p.unshare != 0 || p.cloneFlags != unix.CLONE_NEWUSER|unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWUTS {
+		t.Errorf("new user namespace: plan %+v", p)
+	}
+	// A joined one is entered by the pre-runtime stage, which then
+	// unshares the new namespaces so that the user namespace owns them.
+	p, err = planNamespaces(&specs.Linux{UIDMappings: maps, GIDMappings: maps,
+		Namespaces: append(slices.Clone(ns), specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/ns/user"})})
+	if !nsenter.Available {
+		if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			t.Fatalf("join without the pre-runtime stage: %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.newUser || p.joinUser != "/ns/user" || p.cloneFlags != 0 || p.unshare != unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWUTS || len(p.join) != 1 {
+		t.Errorf("joined user namespace: plan %+v", p)
 	}
 }
 

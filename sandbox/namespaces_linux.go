@@ -83,42 +83,58 @@ func CreateNamespaces(ctx context.Context, dir string, kinds NamespaceSet, hostn
 	if len(hostname) > maxHostname {
 		return Namespaces{}, errdefs.InvalidArgument("hostname %q longer than %d bytes", hostname, maxHostname)
 	}
-	var (
-		flags int
-		todo  []nsKind
-		ns    Namespaces
-	)
+	flags, todo := selectKinds(kinds)
+	if len(todo) == 0 {
+		return Namespaces{}, nil
+	}
+	if err := createMountTargets(dir, todo); err != nil {
+		return Namespaces{}, err
+	}
+	if err := onThrowawayThread(func() error { return pinNamespaces(dir, flags, todo, hostname) }); err != nil {
+		removeNamespaceFiles(dir, todo)
+		return Namespaces{}, err
+	}
+	var ns Namespaces
+	for _, k := range todo {
+		*ns.ptr(k.set) = filepath.Join(dir, k.name)
+	}
+	return ns, nil
+}
+
+// selectKinds returns the clone flags and the nsKinds of kinds.
+func selectKinds(kinds NamespaceSet) (flags int, todo []nsKind) {
 	for _, k := range nsKinds {
 		if kinds&k.set != 0 {
 			flags |= k.flag
 			todo = append(todo, k)
 		}
 	}
-	if len(todo) == 0 {
-		return ns, nil
-	}
+	return flags, todo
+}
+
+// createMountTargets creates dir and the pin files of kinds in it; on
+// failure it removes those it created.
+func createMountTargets(dir string, kinds []nsKind) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return ns, err
+		return err
 	}
-	for i, k := range todo {
+	for i, k := range kinds {
 		if err := createMountTarget(filepath.Join(dir, k.name)); err != nil {
-			for _, c := range todo[:i] {
+			for _, c := range kinds[:i] {
 				_ = os.Remove(filepath.Join(dir, c.name))
 			}
-			return ns, err
+			return err
 		}
 	}
+	return nil
+}
 
-	if err := onThrowawayThread(func() error { return pinNamespaces(dir, flags, todo, hostname) }); err != nil {
-		for _, k := range todo {
-			_ = removeNamespaceFile(filepath.Join(dir, k.name))
-		}
-		return Namespaces{}, err
+// removeNamespaceFiles unpins and removes the pin files of kinds, on a
+// failed create.
+func removeNamespaceFiles(dir string, kinds []nsKind) {
+	for _, k := range kinds {
+		_ = removeNamespaceFile(filepath.Join(dir, k.name))
 	}
-	for _, k := range todo {
-		*ns.ptr(k.set) = filepath.Join(dir, k.name)
-	}
-	return ns, nil
 }
 
 // pinNamespaces runs on a locked thread that is discarded afterwards.
@@ -126,6 +142,23 @@ func pinNamespaces(dir string, flags int, todo []nsKind, hostname string) error 
 	if err := unix.Unshare(flags); err != nil {
 		return &os.PathError{Op: "unshare", Path: dir, Err: err}
 	}
+	if err := initNamespaces(flags, hostname); err != nil {
+		return err
+	}
+	for _, k := range todo {
+		src := "/proc/thread-self/ns/" + k.proc
+		dst := filepath.Join(dir, k.name)
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return &os.PathError{Op: "mount " + src, Path: dst, Err: err}
+		}
+	}
+	return nil
+}
+
+// initNamespaces brings the loopback up when flags has CLONE_NEWNET and sets
+// the hostname when flags has CLONE_NEWUTS. Must be called with the OS
+// thread locked, inside the new namespaces.
+func initNamespaces(flags int, hostname string) error {
 	if flags&unix.CLONE_NEWNET != 0 {
 		if err := loopbackUp(); err != nil {
 			return fmt.Errorf("pod loopback: %w", err)
@@ -134,13 +167,6 @@ func pinNamespaces(dir string, flags int, todo []nsKind, hostname string) error 
 	if flags&unix.CLONE_NEWUTS != 0 && hostname != "" {
 		if err := unix.Sethostname([]byte(hostname)); err != nil {
 			return &os.PathError{Op: "sethostname", Path: hostname, Err: err}
-		}
-	}
-	for _, k := range todo {
-		src := "/proc/thread-self/ns/" + k.proc
-		dst := filepath.Join(dir, k.name)
-		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-			return &os.PathError{Op: "mount " + src, Path: dst, Err: err}
 		}
 	}
 	return nil

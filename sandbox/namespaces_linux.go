@@ -44,10 +44,17 @@ var nsKinds = []nsKind{
 	{PIDNS, unix.CLONE_NEWPID, "pid", "pid"},
 }
 
+// userKind is the pod's own user namespace. It is not a NamespaceSet kind:
+// only CreateUserNamespaces makes one, and nothing joins it from a thread.
+var userKind = nsKind{0, unix.CLONE_NEWUSER, "user", "user"}
+
 // Namespaces holds the paths of a pod's pinned namespace files; an empty path
 // means the pod shares the host's namespace of that kind.
 type Namespaces struct {
 	Net, IPC, UTS, PID string
+	// User is the pod's own user namespace (CreateUserNamespaces), which
+	// owns its net, ipc and uts namespaces.
+	User string
 }
 
 func (n *Namespaces) ptr(set NamespaceSet) *string {
@@ -192,15 +199,19 @@ func isNamespace(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
 
-// RemoveNamespaces unpins the namespaces under dir (lazily, so a process
-// still inside keeps its namespace alive until it exits) and removes their
-// files, then dir itself unless it holds anything else. It is idempotent.
+// RemoveNamespaces unpins the namespaces under dir, the user namespace
+// included (lazily, so a process still inside keeps its namespace alive
+// until it exits), and removes their files, then dir itself unless it holds
+// anything else. It is idempotent.
 func RemoveNamespaces(dir string) error {
 	var errs []error
 	for _, k := range nsKinds {
 		if err := removeNamespaceFile(filepath.Join(dir, k.name)); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := removeNamespaceFile(filepath.Join(dir, userKind.name)); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -243,7 +254,10 @@ func unmountAll(path string) error {
 // returns. Sockets fn creates belong to the pod's network namespace and may
 // be used from any goroutine afterwards, which is how a port-forward dials
 // into a pod. The PID namespace is not joined (setns on it affects only
-// children).
+// children), nor is the user namespace: the kernel refuses setns into a user
+// namespace from a multi-threaded process. The thread stays in the host's
+// user namespace, whose root keeps every capability over namespaces owned
+// by the pod's.
 func (n Namespaces) Do(fn func() error) error {
 	return onThrowawayThread(func() error {
 		if err := n.join(); err != nil {

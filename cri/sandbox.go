@@ -122,7 +122,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			s.log.Warn("undo pod resources", "pod", id, "err", err)
 		}
 	})
-	rec.Namespaces = meta.PodNamespaces{Net: ns.Net, IPC: ns.IPC, UTS: ns.UTS}
+	rec.Namespaces = meta.PodNamespaces{Net: ns.Net, IPC: ns.IPC, UTS: ns.UTS, User: ns.User}
 	rec.Files = meta.PodFiles{Hostname: files.Hostname, Hosts: files.Hosts, ResolvConf: files.ResolvConf, Shm: files.Shm}
 
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE

@@ -65,6 +65,8 @@ type PodNamespaces struct {
 	IPC string `json:"ipc,omitempty"`
 	UTS string `json:"uts,omitempty"`
 	PID string `json:"pid,omitempty"`
+	// User is the pod's own user namespace; "" is the node's.
+	User string `json:"user,omitempty"`
 }
 
 // PodFiles are the paths of a pod's hostname, hosts and resolv.conf files

@@ -44,10 +44,17 @@ var nsKinds = []nsKind{
 	{PIDNS, unix.CLONE_NEWPID, "pid", "pid"},
 }
 
+// userKind is the pod's own user namespace. It is not a NamespaceSet kind:
+// only CreateUserNamespaces makes one, and nothing joins it from a thread.
+var userKind = nsKind{0, unix.CLONE_NEWUSER, "user", "user"}
+
 // Namespaces holds the paths of a pod's pinned namespace files; an empty path
 // means the pod shares the host's namespace of that kind.
 type Namespaces struct {
 	Net, IPC, UTS, PID string
+	// User is the pod's own user namespace (CreateUserNamespaces), which
+	// owns its net, ipc and uts namespaces.
+	User string
 }
 
 func (n *Namespaces) ptr(set NamespaceSet) *string {
@@ -83,42 +90,58 @@ func CreateNamespaces(ctx context.Context, dir string, kinds NamespaceSet, hostn
 	if len(hostname) > maxHostname {
 		return Namespaces{}, errdefs.InvalidArgument("hostname %q longer than %d bytes", hostname, maxHostname)
 	}
-	var (
-		flags int
-		todo  []nsKind
-		ns    Namespaces
-	)
+	flags, todo := selectKinds(kinds)
+	if len(todo) == 0 {
+		return Namespaces{}, nil
+	}
+	if err := createMountTargets(dir, todo); err != nil {
+		return Namespaces{}, err
+	}
+	if err := onThrowawayThread(func() error { return pinNamespaces(dir, flags, todo, hostname) }); err != nil {
+		removeNamespaceFiles(dir, todo)
+		return Namespaces{}, err
+	}
+	var ns Namespaces
+	for _, k := range todo {
+		*ns.ptr(k.set) = filepath.Join(dir, k.name)
+	}
+	return ns, nil
+}
+
+// selectKinds returns the clone flags and the nsKinds of kinds.
+func selectKinds(kinds NamespaceSet) (flags int, todo []nsKind) {
 	for _, k := range nsKinds {
 		if kinds&k.set != 0 {
 			flags |= k.flag
 			todo = append(todo, k)
 		}
 	}
-	if len(todo) == 0 {
-		return ns, nil
-	}
+	return flags, todo
+}
+
+// createMountTargets creates dir and the pin files of kinds in it; on
+// failure it removes those it created.
+func createMountTargets(dir string, kinds []nsKind) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return ns, err
+		return err
 	}
-	for i, k := range todo {
+	for i, k := range kinds {
 		if err := createMountTarget(filepath.Join(dir, k.name)); err != nil {
-			for _, c := range todo[:i] {
+			for _, c := range kinds[:i] {
 				_ = os.Remove(filepath.Join(dir, c.name))
 			}
-			return ns, err
+			return err
 		}
 	}
+	return nil
+}
 
-	if err := onThrowawayThread(func() error { return pinNamespaces(dir, flags, todo, hostname) }); err != nil {
-		for _, k := range todo {
-			_ = removeNamespaceFile(filepath.Join(dir, k.name))
-		}
-		return Namespaces{}, err
+// removeNamespaceFiles unpins and removes the pin files of kinds, on a
+// failed create.
+func removeNamespaceFiles(dir string, kinds []nsKind) {
+	for _, k := range kinds {
+		_ = removeNamespaceFile(filepath.Join(dir, k.name))
 	}
-	for _, k := range todo {
-		*ns.ptr(k.set) = filepath.Join(dir, k.name)
-	}
-	return ns, nil
 }
 
 // pinNamespaces runs on a locked thread that is discarded afterwards.
@@ -126,6 +149,23 @@ func pinNamespaces(dir string, flags int, todo []nsKind, hostname string) error 
 	if err := unix.Unshare(flags); err != nil {
 		return &os.PathError{Op: "unshare", Path: dir, Err: err}
 	}
+	if err := initNamespaces(flags, hostname); err != nil {
+		return err
+	}
+	for _, k := range todo {
+		src := "/proc/thread-self/ns/" + k.proc
+		dst := filepath.Join(dir, k.name)
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return &os.PathError{Op: "mount " + src, Path: dst, Err: err}
+		}
+	}
+	return nil
+}
+
+// initNamespaces brings the loopback up when flags has CLONE_NEWNET and sets
+// the hostname when flags has CLONE_NEWUTS. Must be called with the OS
+// thread locked, inside the new namespaces.
+func initNamespaces(flags int, hostname string) error {
 	if flags&unix.CLONE_NEWNET != 0 {
 		if err := loopbackUp(); err != nil {
 			return fmt.Errorf("pod loopback: %w", err)
@@ -134,13 +174,6 @@ func pinNamespaces(dir string, flags int, todo []nsKind, hostname string) error 
 	if flags&unix.CLONE_NEWUTS != 0 && hostname != "" {
 		if err := unix.Sethostname([]byte(hostname)); err != nil {
 			return &os.PathError{Op: "sethostname", Path: hostname, Err: err}
-		}
-	}
-	for _, k := range todo {
-		src := "/proc/thread-self/ns/" + k.proc
-		dst := filepath.Join(dir, k.name)
-		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-			return &os.PathError{Op: "mount " + src, Path: dst, Err: err}
 		}
 	}
 	return nil
@@ -166,15 +199,19 @@ func isNamespace(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
 
-// RemoveNamespaces unpins the namespaces under dir (lazily, so a process
-// still inside keeps its namespace alive until it exits) and removes their
-// files, then dir itself unless it holds anything else. It is idempotent.
+// RemoveNamespaces unpins the namespaces under dir, the user namespace
+// included (lazily, so a process still inside keeps its namespace alive
+// until it exits), and removes their files, then dir itself unless it holds
+// anything else. It is idempotent.
 func RemoveNamespaces(dir string) error {
 	var errs []error
 	for _, k := range nsKinds {
 		if err := removeNamespaceFile(filepath.Join(dir, k.name)); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := removeNamespaceFile(filepath.Join(dir, userKind.name)); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -217,7 +254,10 @@ func unmountAll(path string) error {
 // returns. Sockets fn creates belong to the pod's network namespace and may
 // be used from any goroutine afterwards, which is how a port-forward dials
 // into a pod. The PID namespace is not joined (setns on it affects only
-// children).
+// children), nor is the user namespace: the kernel refuses setns into a user
+// namespace from a multi-threaded process. The thread stays in the host's
+// user namespace, whose root keeps every capability over namespaces owned
+// by the pod's.
 func (n Namespaces) Do(fn func() error) error {
 	return onThrowawayThread(func() error {
 		if err := n.join(); err != nil {

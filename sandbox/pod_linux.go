@@ -20,6 +20,12 @@ type PodConfig struct {
 	DNS *DNSConfig
 	// Sysctls are namespaced sysctls for the pod's namespaces.
 	Sysctls map[string]string
+	// UserNS, when set, gives the pod its own user namespace with these
+	// mappings, owning its other namespaces; nil keeps the node's.
+	UserNS *UserNS
+	// NSHolder is the skiff-shim binary, run as the holder process of a
+	// new user namespace (see CreateUserNamespaces). Needed with UserNS.
+	NSHolder string
 }
 
 // Files are the paths of the files every container of a pod bind-mounts.
@@ -65,9 +71,14 @@ func PodHostname(cfg PodConfig, node string) string {
 }
 
 // CreatePod makes a pod's namespaces, its hostname, hosts and resolv.conf
-// files, its /dev/shm and its sysctls under dir, in that order. On failure
-// nothing is left.
+// files, its /dev/shm and its sysctls under dir, in that order. With
+// cfg.UserNS the namespaces are owned by a new user namespace, whose root
+// also owns the /dev/shm; a user namespace with the node's network or IPC
+// namespace is refused with ErrInvalidArgument. On failure nothing is left.
 func CreatePod(ctx context.Context, dir string, cfg PodConfig) (_ Pod, retErr error) {
+	if err := checkPodUserNS(cfg); err != nil {
+		return Pod{}, err
+	}
 	node, err := os.Hostname()
 	if err != nil {
 		return Pod{}, fmt.Errorf("node hostname: %w", err)
@@ -78,7 +89,12 @@ func CreatePod(ctx context.Context, dir string, cfg PodConfig) (_ Pod, retErr er
 			_ = RemovePod(context.Background(), dir)
 		}
 	}()
-	ns, err := CreateNamespaces(ctx, filepath.Join(dir, nsDir), PodNamespaces(cfg), hostname)
+	var ns Namespaces
+	if cfg.UserNS == nil {
+		ns, err = CreateNamespaces(ctx, filepath.Join(dir, nsDir), PodNamespaces(cfg), hostname)
+	} else {
+		ns, err = CreateUserNamespaces(ctx, filepath.Join(dir, nsDir), PodNamespaces(cfg), hostname, *cfg.UserNS, cfg.NSHolder)
+	}
 	if err != nil {
 		return Pod{}, fmt.Errorf("pod namespaces: %w", err)
 	}
@@ -99,7 +115,11 @@ func CreatePod(ctx context.Context, dir string, cfg PodConfig) (_ Pod, retErr er
 	}
 	if !cfg.HostIPC {
 		files.Shm = filepath.Join(dir, shmDir)
-		if err := MountShm(ctx, files.Shm, 0); err != nil {
+		var uid, gid uint32
+		if cfg.UserNS != nil {
+			uid, gid = cfg.UserNS.hostRoot()
+		}
+		if err := MountShm(ctx, files.Shm, 0, uid, gid); err != nil {
 			return Pod{}, fmt.Errorf("pod shm: %w", err)
 		}
 	}

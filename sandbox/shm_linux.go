@@ -17,10 +17,13 @@ import (
 const DefaultShmSize = 64 << 20
 
 // MountShm mounts the pod's shared /dev/shm, a tmpfs of sizeBytes
-// (DefaultShmSize if <= 0) at path, created if needed. Containers of the pod
-// that do not share the host's IPC namespace bind-mount it at /dev/shm. A
-// path that is already a mount point fails with ErrAlreadyExists.
-func MountShm(ctx context.Context, path string, sizeBytes int64) error {
+// (DefaultShmSize if <= 0) at path, created if needed, its root owned by
+// host IDs uid and gid: 0, 0 for a pod in the node's user namespace, the
+// host IDs of the pod's root for a pod with its own, so that its root owns
+// it. Containers of the pod that do not share the host's IPC namespace
+// bind-mount it at /dev/shm. A path that is already a mount point fails
+// with ErrAlreadyExists.
+func MountShm(ctx context.Context, path string, sizeBytes int64, uid, gid uint32) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -38,6 +41,9 @@ func MountShm(ctx context.Context, path string, sizeBytes int64) error {
 		return errdefs.AlreadyExists("shm mount %s", path)
 	}
 	opts := fmt.Sprintf("mode=1777,size=%d", sizeBytes)
+	if uid != 0 || gid != 0 {
+		opts += fmt.Sprintf(",uid=%d,gid=%d", uid, gid)
+	}
 	if err := unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 		return &os.PathError{Op: "mount tmpfs " + opts, Path: path, Err: err}
 	}

@@ -148,7 +148,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Seccomp:  seccompProfiles{},
 		Images:   images,
 		Network:  cniNetwork{network},
-		PodOS:    podOS{},
+		PodOS:    podOS{nsHolder: shimBin},
 		NetStats: podNetStats{},
 		Rootfs: &rootfs.Manager{
 			RootDir: writableRoot, Layers: images, Containers: statedir.Under(cfg.State),

@@ -69,7 +69,8 @@ type PodFiles struct {
 // Namespaces are the pod's pinned namespace files; "" means the host's.
 type Namespaces struct {
 	Net, IPC, UTS, PID string
-	// User is the pod's user namespace (userns_options mode POD).
+	// User is the pod's own user namespace, owner of its net, ipc and uts
+	// namespaces.
 	User string
 }
 

@@ -341,7 +341,7 @@ func TestMountShm(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	if err := sandbox.MountShm(context.Background(), path, 0); err != nil {
+	if err := sandbox.MountShm(context.Background(), path, 0, 0, 0); err != nil {
 		t.Fatalf("MountShm: %v", err)
 	}
 	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(path))
@@ -363,7 +363,7 @@ func TestMountShm(t *testing.T) {
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o777 || st.Mode()&os.ModeSticky == 0 {
 		t.Errorf("shm root mode = %v, %v; want 1777", st.Mode(), err)
 	}
-	if err := sandbox.MountShm(context.Background(), path, 0); !errors.Is(err, errdefs.ErrAlreadyExists) {
+	if err := sandbox.MountShm(context.Background(), path, 0, 0, 0); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("second MountShm = %v, want already exists", err)
 	}
 	if err := sandbox.UnmountShm(path); err != nil {
@@ -377,7 +377,7 @@ func TestMountShm(t *testing.T) {
 	}
 
 	// A custom size.
-	if err := sandbox.MountShm(context.Background(), path, 8<<20); err != nil {
+	if err := sandbox.MountShm(context.Background(), path, 8<<20, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	var st unix.Statfs_t

@@ -190,7 +190,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	ociSpec, err := spec.Generate(spec.Input{
 		ID: id, SandboxID: pod.ID, Pod: podCfg, Container: cfg,
 		ImageName: imageName, Image: img.Config.Config, Rootfs: rootfs,
-		PodNS: spec.Namespaces{Net: pod.Namespaces.Net, IPC: pod.Namespaces.IPC, UTS: pod.Namespaces.UTS, PID: pod.Namespaces.PID},
+		PodNS: spec.Namespaces{Net: pod.Namespaces.Net, IPC: pod.Namespaces.IPC, UTS: pod.Namespaces.UTS, PID: pod.Namespaces.PID, User: pod.Namespaces.User},
 		PodFiles: spec.PodFiles{
 			Hostname: pod.Files.Hostname, Hosts: pod.Files.Hosts, ResolvConf: pod.Files.ResolvConf, Shm: pod.Files.Shm,
 		},

@@ -154,7 +154,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 	}
 
-	shimOpts := ShimOptions{SharePID: sharePID, InitCgroup: rec.InitCgroup}
+	shimOpts := ShimOptions{SharePID: sharePID, InitCgroup: rec.InitCgroup, UserNS: rec.Namespaces.User}
 	shim, err := s.shims.Start(ctx, id, shimOpts)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, err)

@@ -114,6 +114,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: image %q: %w", name, cfg.GetImage().GetImage(), err)
 	}
+	vols, err := s.imageVolumes(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
 
 	// The log directory is the one the pod was created with, whatever the
 	// request's copy of the pod config says.
@@ -149,12 +153,19 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		// request's copy of the pod config says; computed once, here.
 		CgroupPath: cgroupPath(recorded, id),
 	}
+	// Listed before they are mounted: see image_volumes.go.
+	rec.ImageVolumes = imageVolumeIDs(vols)
 	// The record comes before the image hold, so that a crash in between
 	// leaves a record whose removal releases the hold.
 	if err := s.meta.PutContainer(rec); err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { _ = s.meta.DeleteContainer(id) })
+	// With the record go the image volumes only it lists.
+	undo = append(undo, func() {
+		if err := s.deleteContainerRecord(context.Background(), rec); err != nil {
+			s.log.Warn("undo container record", "container", id, "err", err)
+		}
+	})
 	if err := s.images.Use(ctx, img.ID, id); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
@@ -173,6 +184,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		}
 	})
 	rec.Rootfs = rootfs
+	volumeSources, err := s.mountImageVolumes(ctx, id, vols)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
 
 	var targetPID string
 	switch t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); t.GetPid() {
@@ -194,10 +209,11 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		PodFiles: spec.PodFiles{
 			Hostname: pod.Files.Hostname, Hosts: pod.Files.Hosts, ResolvConf: pod.Files.ResolvConf, Shm: pod.Files.Shm,
 		},
-		CgroupsPath: rec.CgroupPath,
-		TargetPIDNS: targetPID,
-		Seccomp:     s.seccomp,
-		CgroupV2:    s.cgroupV2,
+		CgroupsPath:  rec.CgroupPath,
+		TargetPIDNS:  targetPID,
+		Seccomp:      s.seccomp,
+		CgroupV2:     s.cgroupV2,
+		ImageVolumes: volumeSources,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
@@ -425,8 +441,8 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 	if err := s.images.Release(ctx, rec.ImageID, rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		s.log.Warn("release image", "container", rec.ID, "image", rec.ImageID, "err", err)
 	}
-	if err := s.meta.DeleteContainer(rec.ID); err != nil && !errdefs.IsNotFound(err) {
-		return err
+	if err := s.deleteContainerRecord(ctx, rec); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	s.ctrNames.release(rec.Name, rec.ID)
 	return nil

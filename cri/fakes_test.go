@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,9 +29,17 @@ import (
 // RPCs run end to end without root: a real meta store in a temp dir, shims
 // that keep container states in memory, a rootfs that is a plain directory.
 
+// fakeImages answers img for every reference, except the references and
+// IDs of others (images mounted as volumes) and references starting with
+// "unknown/", which are not found. It records holds and removals.
 type fakeImages struct {
-	img image.Image
-	fs  image.FsUsage
+	img    image.Image
+	fs     image.FsUsage
+	others map[string]image.Image
+
+	mu      sync.Mutex
+	holds   map[string]bool // "<holder> <image ID>"
+	removed []string
 }
 
 func (f *fakeImages) Pull(context.Context, string, *image.Auth) (image.Image, error) {
@@ -37,11 +48,105 @@ func (f *fakeImages) Pull(context.Context, string, *image.Auth) (image.Image, er
 func (f *fakeImages) List(context.Context, string) ([]image.Image, error) {
 	return []image.Image{f.img}, nil
 }
-func (f *fakeImages) Get(context.Context, string) (image.Image, error) { return f.img, nil }
-func (f *fakeImages) Remove(context.Context, string) error             { return nil }
-func (f *fakeImages) FsInfo(context.Context) (image.FsUsage, error)    { return f.fs, nil }
-func (f *fakeImages) Use(context.Context, string, string) error        { return nil }
-func (f *fakeImages) Release(context.Context, string, string) error    { return nil }
+func (f *fakeImages) Get(_ context.Context, ref string) (image.Image, error) {
+	if img, ok := f.others[ref]; ok {
+		return img, nil
+	}
+	if strings.HasPrefix(ref, "unknown/") {
+		return image.Image{}, errdefs.NotFound("image %q", ref)
+	}
+	return f.img, nil
+}
+func (f *fakeImages) Remove(_ context.Context, ref string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, ref)
+	return nil
+}
+func (f *fakeImages) FsInfo(context.Context) (image.FsUsage, error) { return f.fs, nil }
+func (f *fakeImages) Use(_ context.Context, imageID, holder string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holds == nil {
+		f.holds = map[string]bool{}
+	}
+	f.holds[holder+" "+imageID] = true
+	return nil
+}
+func (f *fakeImages) Release(_ context.Context, imageID, holder string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.holds, holder+" "+imageID)
+	return nil
+}
+
+// held lists the holds, sorted.
+func (f *fakeImages) held() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.holds))
+}
+
+// fakeVolumes "mounts" an image as a directory holding a fixed tree, with
+// what sub path tests need: directories, a file, a symlink inside the
+// image and one out of it. Unmount removes the directory.
+type fakeVolumes struct {
+	dir string
+
+	mu               sync.Mutex
+	mounts, unmounts int // calls that made or removed a mount
+}
+
+func (f *fakeVolumes) path(imageID string) string {
+	return filepath.Join(f.dir, strings.TrimPrefix(imageID, "sha256:"))
+}
+
+func (f *fakeVolumes) Mount(_ context.Context, imageID string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.path(imageID)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := os.MkdirAll(filepath.Join(p, "data", "sub"), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(p, "data", "sub", "file"), []byte("x"), 0o644); err != nil {
+		return "", err
+	}
+	for link, target := range map[string]string{"inside": "data/sub", "outside": "../../..", "absolute": "/etc"} {
+		if err := os.Symlink(target, filepath.Join(p, link)); err != nil {
+			return "", err
+		}
+	}
+	f.mounts++
+	return p, nil
+}
+
+func (f *fakeVolumes) Unmount(_ context.Context, imageID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.path(imageID)
+	if _, err := os.Stat(p); err != nil {
+		return nil
+	}
+	f.unmounts++
+	return os.RemoveAll(p)
+}
+
+// mounted reports whether the image is mounted.
+func (f *fakeVolumes) mounted(imageID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, err := os.Stat(f.path(imageID))
+	return err == nil
+}
+
+func (f *fakeVolumes) counts() (mounts, unmounts int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mounts, f.unmounts
+}
 
 type fakePodOS struct{}
 
@@ -274,8 +379,16 @@ type testEnv struct {
 	shims    *fakeShims
 	netStats *fakeNetStats
 	images   *fakeImages
+	volumes  *fakeVolumes
 	root     string
 }
+
+// The image the test env's fakes serve for image volumes, besides the
+// containers' image.
+const (
+	volumeImageRef = "docker.io/skiff/data:1"
+	volumeImageID  = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+)
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
@@ -296,11 +409,14 @@ func newTestEnv(t *testing.T) *testEnv {
 			ID: "sha256:1111", RepoTags: []string{"docker.io/library/busybox:1.36"},
 			Config: ocispec.Image{Config: ocispec.ImageConfig{Cmd: []string{"sh"}, StopSignal: "SIGQUIT"}},
 		}},
-		root: filepath.Join(dir, "root"),
+		volumes: &fakeVolumes{dir: filepath.Join(dir, "image-volumes")},
+		root:    filepath.Join(dir, "root"),
 	}
+	vol := image.Image{ID: volumeImageID, RepoTags: []string{volumeImageRef}}
+	e.images.others = map[string]image.Image{volumeImageRef: vol, volumeImageID: vol}
 	e.s = New(Options{
 		Images: e.images, Network: fakeNetwork{}, PodOS: fakePodOS{}, Shims: e.shims,
-		Rootfs: fakeRootfs{dir: filepath.Join(dir, "rootfs")}, Meta: store, NetStats: e.netStats,
+		Rootfs: fakeRootfs{dir: filepath.Join(dir, "rootfs")}, ImageVolumes: e.volumes, Meta: store, NetStats: e.netStats,
 		StateDir: filepath.Join(dir, "state"), RootfsRoot: filepath.Join(e.root, "containers"),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -179,6 +179,19 @@ type Rootfs interface {
 	Unmount(ctx context.Context, id string) error
 }
 
+// ImageVolumes mounts images read-only for containers' image volume mounts
+// (CRI Mount.image), one mount per image shared by every container that
+// mounts it (package image/volume). Which containers still use a mount is
+// the caller's to track.
+type ImageVolumes interface {
+	// Mount mounts the image's layers read-only and returns the mount
+	// point. It is idempotent, and mounts again an image whose mount is
+	// gone (after a reboot) though its mount point or records remain.
+	Mount(ctx context.Context, imageID string) (string, error)
+	// Unmount unmounts the image and removes its mount point; idempotent.
+	Unmount(ctx context.Context, imageID string) error
+}
+
 // Records is the store of pod and container records (package meta's
 // Store). Lookups of what is not there wrap errdefs.ErrNotFound.
 type Records interface {

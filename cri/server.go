@@ -55,7 +55,10 @@ type Options struct {
 	PodOS   PodOS
 	Shims   Shims
 	Rootfs  Rootfs
-	Meta    Records
+	// ImageVolumes is nil when image volume mounts are not supported:
+	// CreateContainer refuses them as unimplemented.
+	ImageVolumes ImageVolumes
+	Meta         Records
 	// NetStats reads pods' interface counters for PodSandboxStats; nil
 	// reports no network usage.
 	NetStats PodNetStats
@@ -97,6 +100,7 @@ type Server struct {
 	podOS        PodOS
 	shims        Shims
 	rootfs       Rootfs
+	volumes      ImageVolumes
 	meta         Records
 	seccomp      spec.SeccompProfiles
 	stateDir     string
@@ -127,6 +131,12 @@ type Server struct {
 	lostLocks keyedLocks
 	podNames  names
 	ctrNames  names
+
+	// volumeLocks serialise, per image, what decides whether the image's
+	// shared volume mount stays: holding and mounting it for a new
+	// container (whose record already lists it), unmounting it once no
+	// other record lists it, and RemoveImage's check for such records.
+	volumeLocks keyedLocks
 }
 
 // New builds a Server from its dependencies.
@@ -141,6 +151,7 @@ func New(opts Options) *Server {
 		podOS:        opts.PodOS,
 		shims:        opts.Shims,
 		rootfs:       opts.Rootfs,
+		volumes:      opts.ImageVolumes,
 		meta:         opts.Meta,
 		seccomp:      opts.Seccomp,
 		stateDir:     opts.StateDir,

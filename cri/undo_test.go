@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,17 +161,46 @@ type ledgerImages struct {
 }
 
 func (i ledgerImages) Get(ctx context.Context, ref string) (image.Image, error) {
-	if err := i.l.step("image lookup"); err != nil {
+	step := "image lookup"
+	if _, ok := i.others[ref]; ok {
+		step = "image volume lookup"
+	}
+	if err := i.l.step(step); err != nil {
 		return image.Image{}, err
 	}
 	return i.fakeImages.Get(ctx, ref)
 }
-func (i ledgerImages) Use(_ context.Context, imageID, ctrID string) error {
-	return i.l.acquire("image hold", ctrID)
+
+// holdStep tells a container's rootfs image hold from its image volume
+// holds.
+func holdStep(imageID, holder string) (step, key string) {
+	if ctr, ok := strings.CutSuffix(holder, "/volume"); ok {
+		return "image volume hold", ctr + " " + imageID
+	}
+	return "image hold", holder
 }
-func (i ledgerImages) Release(_ context.Context, imageID, ctrID string) error {
-	i.l.release("image hold", ctrID)
+func (i ledgerImages) Use(_ context.Context, imageID, holder string) error {
+	return i.l.acquire(holdStep(imageID, holder))
+}
+func (i ledgerImages) Release(_ context.Context, imageID, holder string) error {
+	i.l.release(holdStep(imageID, holder))
 	return nil
+}
+
+type ledgerVolumes struct {
+	*fakeVolumes
+	l *ledger
+}
+
+func (v ledgerVolumes) Mount(ctx context.Context, imageID string) (string, error) {
+	if err := v.l.acquire("image volume mount", imageID); err != nil {
+		return "", err
+	}
+	return v.fakeVolumes.Mount(ctx, imageID)
+}
+func (v ledgerVolumes) Unmount(ctx context.Context, imageID string) error {
+	v.l.release("image volume mount", imageID)
+	return v.fakeVolumes.Unmount(ctx, imageID)
 }
 
 type ledgerRootfs struct {
@@ -217,6 +247,7 @@ func newLedgerEnv(t *testing.T, l *ledger) *testEnv {
 	e.s.shims = ledgerShims{fakeShims: e.shims, l: l}
 	e.s.images = ledgerImages{fakeImages: e.images, l: l}
 	e.s.rootfs = ledgerRootfs{fakeRootfs: e.s.rootfs.(fakeRootfs), l: l}
+	e.s.volumes = ledgerVolumes{fakeVolumes: e.volumes, l: l}
 	return e
 }
 
@@ -286,6 +317,54 @@ func TestCreateContainerUndo(t *testing.T) {
 			l.fail = ""
 			e.createContainer(t, podID, podCfg, ctrConfig("c", nil))
 		})
+	}
+}
+
+// TestCreateContainerUndoImageVolumes fails each step of creating a
+// container with image volumes in turn: its image volume holds go, and
+// the image's shared mount goes with them unless another container
+// mounts the image too (then it stays).
+func TestCreateContainerUndoImageVolumes(t *testing.T) {
+	steps := []string{"image lookup", "image volume lookup", "image hold", "rootfs", "image volume hold",
+		"image volume mount", "shim connect", "shim container", "container record"}
+	for _, shared := range []bool{false, true} {
+		for _, step := range steps {
+			t.Run(fmt.Sprintf("%s/shared=%v", step, shared), func(t *testing.T) {
+				l := newLedger()
+				e := newLedgerEnv(t, l)
+				podCfg := podConfigFor("undo-vol", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+				podID := e.runPod(t, podCfg)
+				if shared {
+					e.createContainer(t, podID, podCfg, volumeConfig("other", volumeMount("/vol", volumeImageRef, "")))
+				}
+				before := l.held()
+				l.fail = step
+				cfg := volumeConfig("c", volumeMount("/vol", volumeImageRef, ""), volumeMount("/sub", volumeImageID, "data/sub"))
+				cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions}
+				if step == "container record" {
+					var writes int
+					e.s.meta = ledgerRecords{Records: e.s.meta, l: l, failAt: 2, writes: &writes}
+				}
+				_, err := e.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg})
+				if !errors.Is(err, errInjected) {
+					t.Fatalf("CreateContainer with %s failing = %v, want the injected failure", step, err)
+				}
+				if !l.seen[step] {
+					t.Fatalf("step %q never ran", step)
+				}
+				if held := l.held(); fmt.Sprint(held) != fmt.Sprint(before) {
+					t.Errorf("after %s failed, held %v; before the call %v", step, held, before)
+				}
+				if got := e.volumes.mounted(volumeImageID); got != shared {
+					t.Errorf("after %s failed, image volume mounted = %v, want %v", step, got, shared)
+				}
+				if ctrs, err := e.s.meta.Containers(); err != nil || len(ctrs) != map[bool]int{false: 0, true: 1}[shared] {
+					t.Errorf("after %s failed, container records: %d (%v)", step, len(ctrs), err)
+				}
+				l.fail = ""
+				e.createContainer(t, podID, podCfg, volumeConfig("c", volumeMount("/vol", volumeImageRef, "")))
+			})
+		}
 	}
 }
 

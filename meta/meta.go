@@ -134,6 +134,10 @@ type Container struct {
 	Groups      []uint32          `json:"groups,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// ImageVolumes are the IDs of the images the container mounts as
+	// image volumes, each once. The record lists them before they are
+	// mounted, so an image's shared mount stays while any record names it.
+	ImageVolumes []string `json:"imageVolumes,omitempty"`
 }
 
 // PutPod writes p, replacing any record with the same ID.

@@ -26,6 +26,7 @@ import (
 	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/image"
 	"github.com/skiffcri/skiff/image/rootfs"
+	"github.com/skiffcri/skiff/image/volume"
 	"github.com/skiffcri/skiff/internal/statedir"
 	"github.com/skiffcri/skiff/meta"
 	"github.com/skiffcri/skiff/oci/cgroups"
@@ -153,6 +154,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Rootfs: &rootfs.Manager{
 			RootDir: writableRoot, Layers: images, Containers: statedir.Under(cfg.State),
 		},
+		// Image volumes are mounted in the state: a reboot takes the
+		// mounts, and the next container that needs one mounts it again.
+		ImageVolumes:    &volume.Manager{Mounts: statedir.ImageVolumesUnder(cfg.State), Layers: images},
 		Meta:            store,
 		StateDir:        cfg.State,
 		RootfsRoot:      writableRoot,

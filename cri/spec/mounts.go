@@ -59,12 +59,21 @@ func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, err
 	user := map[string]bool{}
 	var userMounts []specs.Mount
 	for _, m := range in.Container.GetMounts() {
-		if m.GetImage() != nil && m.GetImage().GetImage() != "" {
-			return nil, "", errdefs.Unimplemented("image volume mounts (%s) are not supported", m.ContainerPath)
-		}
 		dst := filepath.Clean(m.ContainerPath)
 		if !filepath.IsAbs(dst) {
 			return nil, "", errdefs.InvalidArgument("mount container path %q is not absolute", m.ContainerPath)
+		}
+		if m.GetImage().GetImage() != "" {
+			mnt, prop, err := imageVolume(in, m, dst)
+			if err != nil {
+				return nil, "", err
+			}
+			if prop != "" && rootProp == "" {
+				rootProp = prop
+			}
+			user[dst] = true
+			userMounts = append(userMounts, mnt)
+			continue
 		}
 		if m.HostPath == "" {
 			return nil, "", errdefs.InvalidArgument("mount %s has no host path", dst)
@@ -129,6 +138,56 @@ func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, err
 	out = append(out, userMounts...)
 	sort.SliceStable(out, func(i, j int) bool { return depth(out[i].Destination) < depth(out[j].Destination) })
 	return out, rootProp, nil
+}
+
+// imageVolume is the bind mount of an image volume (CRI Mount.image) from
+// the source the caller mounted and resolved for it (Input.ImageVolumes),
+// and the rootfs propagation it needs. It is read-only whatever Readonly
+// says: every container that mounts the image shares one mount of it.
+func imageVolume(in Input, m *runtimeapi.Mount, dst string) (specs.Mount, string, error) {
+	img := m.GetImage().GetImage()
+	if m.HostPath != "" {
+		return specs.Mount{}, "", errdefs.InvalidArgument("mount %s names both host path %s and image %s", dst, m.HostPath, img)
+	}
+	src, ok := in.ImageVolumes[dst]
+	if !ok {
+		return specs.Mount{}, "", errdefs.Unimplemented("image volume mounts (%s of image %s) are not supported", dst, img)
+	}
+	// nodev although layers hold no devices: the bind of a single-layer
+	// image shows the layer's overlay whiteouts (character devices 0:0).
+	opts := []string{"rbind"}
+	prop := ""
+	switch m.Propagation {
+	case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+		opts = append(opts, "rprivate")
+	case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		// Given as asked. Unlike a host path, the source is Skiff's own
+		// mount, so there is no host mount to check: nothing is mounted
+		// below an image's mount for the container to receive.
+		opts = append(opts, "rslave")
+		prop = "rslave"
+	case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		return specs.Mount{}, "", errdefs.InvalidArgument("image volume %s of image %s: bidirectional propagation needs a writable mount, and an image volume is read-only", dst, img)
+	default:
+		return specs.Mount{}, "", errdefs.InvalidArgument("image volume %s: unknown propagation %v", dst, m.Propagation)
+	}
+	if m.RecursiveReadOnly {
+		if !m.Readonly {
+			return specs.Mount{}, "", errdefs.InvalidArgument("mount %s: recursive read-only needs readonly", dst)
+		}
+		if m.Propagation != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+			return specs.Mount{}, "", errdefs.InvalidArgument("mount %s: recursive read-only needs private propagation", dst)
+		}
+		opts = append(opts, "rro")
+	} else {
+		opts = append(opts, "ro")
+	}
+	opts = append(opts, "nodev")
+	uids, gids, err := mountIDMappings(in, m)
+	if err != nil {
+		return specs.Mount{}, "", err
+	}
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts, UIDMappings: uids, GIDMappings: gids}, prop, nil
 }
 
 // mountIDMappings are the ID mappings of an idmapped mount: the kubelet

@@ -96,6 +96,12 @@ type Input struct {
 	// CgroupV2 adds a private cgroup namespace, as other runtimes do on
 	// unified hosts.
 	CgroupV2 bool
+	// ImageVolumes are the sources of the container's image volume
+	// mounts, by clean container path: the image's shared read-only
+	// mount, or the path of the mount's image_sub_path inside it. A
+	// container with image volume mounts but none here is refused as
+	// unsupported.
+	ImageVolumes map[string]string
 }
 
 // Generate builds the OCI spec for in. Errors caused by the request are

@@ -436,6 +436,88 @@ func TestGenerateMounts(t *testing.T) {
 	}
 }
 
+// TestGenerateImageVolumes: an image volume binds the source the caller
+// resolved, read-only whatever Readonly says, with the propagation asked
+// for (bidirectional refused); without a source it is unsupported.
+func TestGenerateImageVolumes(t *testing.T) {
+	const img = "docker.io/skiff/data:1"
+	vol := func(m *runtimeapi.Mount) *runtimeapi.Mount {
+		m.Image = &runtimeapi.ImageSpec{Image: img}
+		return m
+	}
+	sources := map[string]string{"/vol": "/state/image-volumes/abc", "/sub": "/state/image-volumes/abc/data", "/etc/hosts": "/state/image-volumes/abc/hosts"}
+	for _, tc := range []struct {
+		name     string
+		mount    *runtimeapi.Mount
+		sources  map[string]string
+		want     []string // options
+		rootProp string
+		err      error
+	}{
+		{name: "private", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true}),
+			want: []string{"rbind", "rprivate", "ro", "nodev"}},
+		{name: "read-write asked", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol"}),
+			want: []string{"rbind", "rprivate", "ro", "nodev"}},
+		{name: "sub path source, unclean container path", mount: vol(&runtimeapi.Mount{ContainerPath: "/sub/", ImageSubPath: "data", Readonly: true}),
+			want: []string{"rbind", "rprivate", "ro", "nodev"}},
+		{name: "host to container", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}),
+			want: []string{"rbind", "rslave", "ro", "nodev"}, rootProp: "rslave"},
+		{name: "recursive read-only", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true, RecursiveReadOnly: true}),
+			want: []string{"rbind", "rprivate", "rro", "nodev"}},
+		{name: "selinux relabel ignored", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true, SelinuxRelabel: true}),
+			want: []string{"rbind", "rprivate", "ro", "nodev"}},
+		{name: "replaces a default mount", mount: vol(&runtimeapi.Mount{ContainerPath: "/etc/hosts", Readonly: true}),
+			want: []string{"rbind", "rprivate", "ro", "nodev"}},
+		{name: "bidirectional", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}),
+			err: errdefs.ErrInvalidArgument},
+		{name: "recursive read-only, host to container", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}),
+			err: errdefs.ErrInvalidArgument},
+		{name: "and a host path", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", HostPath: "/srv", Readonly: true}),
+			err: errdefs.ErrInvalidArgument},
+		{name: "relative container path", mount: vol(&runtimeapi.Mount{ContainerPath: "vol", Readonly: true}),
+			err: errdefs.ErrInvalidArgument},
+		{name: "no source", mount: vol(&runtimeapi.Mount{ContainerPath: "/elsewhere", Readonly: true}),
+			err: errdefs.ErrUnimplemented},
+		{name: "image volumes not set up", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true}), sources: map[string]string{},
+			err: errdefs.ErrUnimplemented},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := baseInput(t)
+			in.ImageVolumes = sources
+			if tc.sources != nil {
+				in.ImageVolumes = tc.sources
+			}
+			in.Container.Mounts = []*runtimeapi.Mount{tc.mount}
+			s, err := Generate(in)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("Generate = %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := filepath.Clean(tc.mount.ContainerPath)
+			var got []specs.Mount
+			for _, m := range s.Mounts {
+				if m.Destination == dst {
+					got = append(got, m)
+				}
+			}
+			if len(got) != 1 {
+				t.Fatalf("mounts at %s: %+v, want exactly the image volume", dst, got)
+			}
+			if got[0].Type != "bind" || got[0].Source != sources[dst] || !slices.Equal(got[0].Options, tc.want) {
+				t.Errorf("image volume = %+v, want a bind of %s with %v", got[0], sources[dst], tc.want)
+			}
+			if s.Linux.RootfsPropagation != tc.rootProp {
+				t.Errorf("rootfs propagation %q, want %q", s.Linux.RootfsPropagation, tc.rootProp)
+			}
+		})
+	}
+}
+
 func TestGenerateResources(t *testing.T) {
 	in := baseInput(t)
 	in.Container.Linux = &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{

@@ -1,9 +1,16 @@
-// Package statedir is the one description of the per-container directories
-// under the runtime state (<state>/containers/<id>), which several owners
-// fill: the rootfs manager mounts the container's root filesystem there,
-// the CRI layer keeps the OCI spec it generated, and the pod's shim writes
-// the exit record. Each owner removes only what it made; the CRI layer
-// removes the directory with the container.
+// Package statedir is the one description of the directories under the
+// runtime state that several owners fill.
+//
+// Per container (<state>/containers/<id>): the rootfs manager mounts the
+// container's root filesystem there, the CRI layer keeps the OCI spec it
+// generated, and the pod's shim writes the exit record. Each owner removes
+// only what it made; the CRI layer removes the directory with the
+// container.
+//
+// Per image mounted as an image volume (<state>/image-volumes/<hex>, hex
+// being the image ID without its "sha256:"): the image volume manager
+// mounts the image's layers there, read-only, once for every container
+// that mounts the image.
 package statedir
 
 import "path/filepath"
@@ -13,6 +20,9 @@ const (
 	RootfsDir = "rootfs"
 	SpecFile  = "config.json"
 )
+
+// ImageVolumesDir is the directory of image volume mounts in the state.
+const ImageVolumesDir = "image-volumes"
 
 // Under is the layout of the container directories in the runtime state
 // directory state: state/containers.
@@ -32,3 +42,20 @@ func (c Containers) Rootfs(id string) string { return filepath.Join(c.Root, id, 
 
 // Spec is the OCI runtime spec generated for container id.
 func (c Containers) Spec(id string) string { return filepath.Join(c.Root, id, SpecFile) }
+
+// ImageVolumesUnder is the layout of the image volume mounts in the runtime
+// state directory state: state/image-volumes.
+func ImageVolumesUnder(state string) ImageVolumes {
+	return ImageVolumes{Root: filepath.Join(state, ImageVolumesDir)}
+}
+
+// ImageVolumes lays out the image volume mount points below Root, e.g.
+// /run/skiff/image-volumes. The state is a tmpfs on most hosts, so a
+// reboot takes the mount points with the mounts.
+type ImageVolumes struct {
+	Root string
+}
+
+// Mount is where the image whose ID has the hex digest hex is mounted.
+// The caller checks that hex is a digest: it becomes a path element.
+func (v ImageVolumes) Mount(hex string) string { return filepath.Join(v.Root, hex) }

@@ -476,12 +476,14 @@ func (d *daemon) leaks() []string {
 
 // stateLeft lists per-pod and per-container entries left in the state and
 // root dirs (namespaces, shim dirs, executor state, exit records, rootfs
-// upper dirs), which a removed pod must not leave.
+// upper dirs, image volume mount points), which a removed pod must not
+// leave.
 func (d *daemon) stateLeft() []string {
 	var out []string
 	for _, dir := range []string{
 		filepath.Join(d.state, "pods"), filepath.Join(d.state, "ns"), filepath.Join(d.state, "shims"),
 		filepath.Join(d.state, "containers"), filepath.Join(d.state, "oci"), filepath.Join(d.root, "containers"),
+		filepath.Join(d.state, "image-volumes"),
 	} {
 		ents, err := os.ReadDir(dir)
 		if err != nil {

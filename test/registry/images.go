@@ -382,6 +382,12 @@ func Images(ctx context.Context, opts Options) ([]Image, error) {
 	}
 	add(nil, idx, "registry.k8s.io/pause:3.9", "k8s.gcr.io/pause:3.9", "registry.k8s.io/pause:3.10")
 
+	vols, err := b.volumeImages()
+	if err != nil {
+		return nil, fmt.Errorf("image volume images: %w", err)
+	}
+	set = append(set, vols...)
+
 	if opts.WithLarge {
 		img, err := b.large(ctx)
 		if err != nil {

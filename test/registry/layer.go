@@ -22,11 +22,11 @@ var epoch = time.Date(2024, time.January, 1, 0, 0, 0, 0, time.UTC)
 // entry is one member of a layer tarball.
 type entry struct {
 	name     string // relative to the root, no leading slash
-	typ      byte   // tar.TypeReg, tar.TypeDir, tar.TypeLink
+	typ      byte   // tar.TypeReg, tar.TypeDir, tar.TypeLink, tar.TypeSymlink
 	mode     int64  // permission bits, including setuid/setgid/sticky
 	uid, gid int
 	data     []byte // regular files
-	link     string // hard link target, a path in the layer
+	link     string // hard link target, a path in the layer; or a symlink's target
 	// open streams large regular file contents instead of data.
 	open func() io.Reader
 	size int64
@@ -42,6 +42,11 @@ func file(name string, mode int64, data string) entry {
 
 func binary(name string, mode int64, data []byte) entry {
 	return entry{name: name, typ: tar.TypeReg, mode: mode, data: data}
+}
+
+// symlink makes name a symbolic link to target, as written.
+func symlink(name, target string) entry {
+	return entry{name: name, typ: tar.TypeSymlink, link: target, mode: 0o777}
 }
 
 // hardlink links name to target, both relative to the root. mode must be
@@ -119,7 +124,7 @@ func header(e entry) *tar.Header {
 		if e.open != nil {
 			h.Size = e.size
 		}
-	case tar.TypeLink:
+	case tar.TypeLink, tar.TypeSymlink:
 		h.Linkname = e.link
 	}
 	return h

@@ -170,8 +170,12 @@ func TestServedImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(layers) < 2 || len(cf.RootFS.DiffIDs) != len(layers) {
-			t.Errorf("%s: %d layers, %d diff IDs; want >= 2, equal", n, len(layers), len(cf.RootFS.DiffIDs))
+		minLayers := 2
+		if n == VolumeImageSingle {
+			minLayers = 1 // on purpose: a runtime binds rather than overlays it
+		}
+		if len(layers) < minLayers || len(cf.RootFS.DiffIDs) != len(layers) {
+			t.Errorf("%s: %d layers, %d diff IDs; want >= %d, equal", n, len(layers), len(cf.RootFS.DiffIDs), minLayers)
 		}
 		if len(cf.History) < len(layers) || !cf.Created.Equal(epoch) {
 			t.Errorf("%s: history %d entries, created %v", n, len(cf.History), cf.Created)
@@ -280,6 +284,36 @@ func files(t *testing.T, img v1.Image) map[string]*tar.Header {
 	}
 }
 
+// layerEntries lists the entries of every layer of img, upper layers'
+// replacing lower ones, whiteouts not applied.
+func layerEntries(t *testing.T, img v1.Image) map[string]*tar.Header {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]*tar.Header{}
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[strings.TrimSuffix(h.Name, "/")] = h
+		}
+		rc.Close()
+	}
+	return m
+}
+
 // TestRootfsContents checks the files each spec's commands need.
 func TestRootfsContents(t *testing.T) {
 	needBusybox(t)
@@ -319,6 +353,47 @@ func TestRootfsContents(t *testing.T) {
 	for _, p := range []string{"usr/sbin/nginx", "usr/share/nginx/html/index.html", "etc/nginx/port", "var/run"} {
 		if nginx[p] == nil {
 			t.Errorf("nginx: missing %s", p)
+		}
+	}
+}
+
+// TestVolumeImages: the image volume images hold what their doc says,
+// the upper layer's whiteout applied, and nothing to run.
+func TestVolumeImages(t *testing.T) {
+	needBusybox(t)
+	set, err := Images(t.Context(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]v1.Image{}
+	for _, im := range set {
+		for _, n := range im.Names {
+			byName[n] = im.Image
+		}
+	}
+	for name, want := range map[string]map[string]string{
+		VolumeImage:       {"data/b.txt": "", "data/sub/c.txt": "", "data/sub/d.txt": "", "sub": "data/sub", "escape": "../../../../etc", "abs": "/etc"},
+		VolumeImageSingle: {"only/file.txt": "", "only/dir/x": ""},
+	} {
+		img := byName[name]
+		if img == nil {
+			t.Fatalf("%s not in the set", name)
+		}
+		got := files(t, img)
+		raw := layerEntries(t, img) // flattening drops symlinks that climb out
+		for p, link := range want {
+			h := got[p]
+			if link != "" {
+				h = raw[p]
+			}
+			if h == nil || h.Linkname != link {
+				t.Errorf("%s: %s = %+v, want it (linked to %q)", name, p, h, link)
+			}
+		}
+		for _, p := range []string{"data/a.txt", "data/.wh.a.txt", "bin/sh"} {
+			if got[p] != nil {
+				t.Errorf("%s: has %s", name, p)
+			}
 		}
 	}
 }

@@ -49,4 +49,4 @@ if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	echo "setup: installed skiffd.service (systemctl enable --now skiffd)"
 fi
-echo "setup: done (skiffd, skiff-shim and crictl in /usr/local/bin)"
+echo "setup: done (skiffd, skiff-shim, skiff-nsenter and crictl in /usr/local/bin)"

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
-	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
 // Exec starts p inside running container id: in all its namespaces and
@@ -70,9 +69,18 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 	if err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
+	var nsenter string
 	if userns != nil {
 		defer userns.Close()
-		extra = append(extra, userns)
+		if nsenter, err = e.nsenterPath(); err != nil {
+			return nil, fmt.Errorf("exec in container %q (in a user namespace): %w", id, err)
+		}
+		initBin, err := e.openInit()
+		if err != nil {
+			return nil, fmt.Errorf("exec in container %q: %w", id, err)
+		}
+		defer initBin.Close()
+		extra = append(extra, userns, initBin)
 	}
 	if !initAlive(st) {
 		return nil, errdefs.FailedPrecondition("container %q is not running", id)
@@ -86,7 +94,7 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 	l.addEnvFD(envMountNS, 2)
 	if userns != nil {
 		// Joined only: the other namespaces are the container's.
-		userNSJoin(l, nsPlan{}, 3)
+		userNSJoin(l, nsenter, 0, 3, 4)
 	}
 	if err := startInit(l.cmd, join); err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
@@ -140,10 +148,6 @@ func containerUserNS(path string) (*os.File, error) {
 	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
 		f.Close()
 		return nil, nil
-	}
-	if !nsenter.Available {
-		f.Close()
-		return nil, errdefs.FailedPrecondition("the container is in a user namespace and this skiff-shim was built without the pre-runtime stage that joins one (build it with cgo)")
 	}
 	return f, nil
 }

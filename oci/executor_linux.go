@@ -26,6 +26,10 @@ type Executor struct {
 	// InitPath is the skiff-shim binary run as "skiff-shim init";
 	// default /proc/self/exe.
 	InitPath string
+	// NSEnterPath is skiff-nsenter, the pre-runtime stage that joins a
+	// user namespace (package nsenter); default: next to InitPath, or to
+	// this executable.
+	NSEnterPath string
 	// NewCgroup opens a container's cgroup; nil runs containers without
 	// cgroup placement or limits.
 	NewCgroup CgroupFactory
@@ -135,13 +139,24 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	// The init's fds after config (3) and sync (4): the FIFO, then, for a
 	// container in a user namespace, the namespace and the mount sources.
 	extra := []*os.File{fifo}
-	var userns *os.File
+	var (
+		userns  *os.File
+		nsenter string
+	)
 	if plan.joinUser != "" {
+		if nsenter, err = e.nsenterPath(); err != nil {
+			return nil, fmt.Errorf("container %q: %w", id, err)
+		}
 		if userns, err = os.Open(plan.joinUser); err != nil {
 			return nil, fmt.Errorf("container %q: open user namespace: %w", id, err)
 		}
 		defer userns.Close()
-		extra = append(extra, userns)
+		initBin, err := e.openInit()
+		if err != nil {
+			return nil, fmt.Errorf("container %q: %w", id, err)
+		}
+		defer initBin.Close()
+		extra = append(extra, userns, initBin)
 	}
 	var mountFDs []int
 	if plan.joinUser != "" || plan.newUser {
@@ -167,7 +182,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	l.addEnvFD(envFifoFD, 2)
 	l.cmd.SysProcAttr.Cloneflags = plan.cloneFlags
 	if plan.joinUser != "" {
-		userNSJoin(l, plan, 3)
+		userNSJoin(l, nsenter, plan.unshare, 3, 4)
 	}
 	if plan.newUser {
 		newUserNS(l.cmd.SysProcAttr, spec.Linux)

@@ -6,22 +6,22 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
-
-	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
-// Features describes what this executor build supports, in the runtime
-// spec's features format ("runc features"): what a caller may put in a
-// spec, not what the host's kernel allows.
-func Features() features.Features {
-	yes, no, idmap := true, false, nsenter.Available
+// Features describes what this executor supports, in the runtime spec's
+// features format ("runc features"): what a caller may put in a spec, not
+// what the host's kernel allows. User namespaces and idmapped mounts are
+// listed when skiff-nsenter, which joins user namespaces, is installed.
+func (e *Executor) Features() features.Features {
+	_, err := e.nsenterPath()
+	yes, no, idmap := true, false, err == nil
 	namespaces := []string{
 		string(specs.CgroupNamespace), string(specs.IPCNamespace), string(specs.MountNamespace),
 		string(specs.NetworkNamespace), string(specs.PIDNamespace), string(specs.UTSNamespace),
 	}
 	// Joining a pod's user namespace needs the pre-runtime stage; idmapped
 	// mounts are made for containers in a user namespace only.
-	if nsenter.Available {
+	if idmap {
 		namespaces = append(namespaces, string(specs.UserNamespace))
 	}
 	opts := slices.Concat(slices.Collect(maps.Keys(mountFlagOpts)), slices.Collect(maps.Keys(propagationOpts)),

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
-	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
 // nsFlags maps runtime-spec namespace types to clone flags.
@@ -78,9 +77,6 @@ func planNamespaces(l *specs.Linux) (nsPlan, error) {
 				p.newUser = true
 				p.cloneFlags |= unix.CLONE_NEWUSER
 				continue
-			}
-			if !nsenter.Available {
-				return p, errdefs.FailedPrecondition("joining user namespace %s needs the pre-runtime stage, which this skiff-shim was built without (build it with cgo)", ns.Path)
 			}
 			p.joinUser = ns.Path
 			continue

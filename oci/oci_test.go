@@ -2,6 +2,8 @@ package oci
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -11,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
-	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
 func TestParseMountOptions(t *testing.T) {
@@ -151,12 +152,6 @@ func TestPlanUserNamespace(t *testing.T) {
 	// unshares the new namespaces so that the user namespace owns them.
 	p, err = planNamespaces(&specs.Linux{UIDMappings: maps, GIDMappings: maps,
 		Namespaces: append(slices.Clone(ns), specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/ns/user"})})
-	if !nsenter.Available {
-		if !errors.Is(err, errdefs.ErrFailedPrecondition) {
-			t.Fatalf("join without the pre-runtime stage: %v", err)
-		}
-		return
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,17 +190,31 @@ func TestValidID(t *testing.T) {
 }
 
 func TestFeatures(t *testing.T) {
-	f := Features()
-	if f.Linux == nil || f.Linux.MountExtensions == nil || f.Linux.MountExtensions.IDMap == nil {
-		t.Fatalf("features without linux mount extensions: %+v", f)
-	}
-	hasUser := slices.Contains(f.Linux.Namespaces, "user")
-	if hasUser != nsenter.Available || *f.Linux.MountExtensions.IDMap.Enabled != nsenter.Available {
-		t.Fatalf("user namespace %v, idmap %v; the pre-runtime stage is built: %v", hasUser, *f.Linux.MountExtensions.IDMap.Enabled, nsenter.Available)
-	}
-	for _, o := range []string{"rbind", "rro", "ro", "nosuid", "rslave"} {
-		if !slices.Contains(f.MountOptions, o) {
-			t.Errorf("mount option %q not listed", o)
-		}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		nsenter bool
+	}{{"without skiff-nsenter", false}, {"with skiff-nsenter", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.nsenter {
+				if err := os.WriteFile(filepath.Join(dir, "skiff-nsenter"), nil, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e := &Executor{InitPath: filepath.Join(dir, "skiff-shim")}
+			f := e.Features()
+			if f.Linux == nil || f.Linux.MountExtensions == nil || f.Linux.MountExtensions.IDMap == nil {
+				t.Fatalf("features without linux mount extensions: %+v", f)
+			}
+			hasUser := slices.Contains(f.Linux.Namespaces, "user")
+			if hasUser != tc.nsenter || *f.Linux.MountExtensions.IDMap.Enabled != tc.nsenter {
+				t.Fatalf("user namespace %v, idmap %v", hasUser, *f.Linux.MountExtensions.IDMap.Enabled)
+			}
+			for _, o := range []string{"rbind", "rro", "ro", "nosuid", "rslave"} {
+				if !slices.Contains(f.MountOptions, o) {
+					t.Errorf("mount option %q not listed", o)
+				}
+			}
+		})
 	}
 }

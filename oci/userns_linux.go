@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
@@ -28,15 +29,50 @@ import (
 // user namespace), and hands the fds to the init, which attaches them with
 // move_mount inside its own mount namespace.
 
-// userNSJoin prepares cmd to join the user namespace in plan through the
-// pre-runtime stage: the namespace fd, the namespaces to unshare once
-// joined, and the sync socket for its messages. fdIndex is the
-// namespace's index in the init's ExtraFiles.
-func userNSJoin(l *launch, plan nsPlan, fdIndex int) {
-	l.addEnvFD(nsenter.EnvUserNS, fdIndex)
+// userNSJoin has the launch start the pre-runtime stage (skiff-nsenter at
+// path) instead of the init: it joins the user namespace at ExtraFiles
+// index nsIndex, unshares the flags, and executes the init binary at index
+// initIndex with the launch's argv; its messages go to the launch's sync
+// socket.
+func userNSJoin(l *launch, path string, unshare uintptr, nsIndex, initIndex int) {
+	l.cmd.Path = path
+	l.addEnvFD(nsenter.EnvUserNS, nsIndex)
+	l.addEnvFD(nsenter.EnvExecFD, initIndex)
 	l.cmd.Env = append(l.cmd.Env,
-		nsenter.EnvUnshare+"="+strconv.FormatUint(uint64(plan.unshare), 10),
+		nsenter.EnvUnshare+"="+strconv.FormatUint(uint64(unshare), 10),
 		nsenter.EnvSyncFD+"=4") // the launch's sync socket
+}
+
+// nsenterPath finds skiff-nsenter: NSEnterPath, or next to the init
+// binary, or next to this executable.
+func (e *Executor) nsenterPath() (string, error) {
+	p := e.NSEnterPath
+	if p == "" {
+		base := e.InitPath
+		if base == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return "", fmt.Errorf("find %s: %w", nsenter.Binary, err)
+			}
+			base = exe
+		}
+		p = filepath.Join(filepath.Dir(base), nsenter.Binary)
+	}
+	if err := unix.Access(p, unix.X_OK); err != nil {
+		return "", errdefs.FailedPrecondition("joining a user namespace needs %s, the executor's pre-runtime stage: %v", p, err)
+	}
+	return p, nil
+}
+
+// openInit opens the init binary for the pre-runtime stage to execute
+// (execveat): the stage runs as the namespace's root, which may not walk
+// to the binary's directory.
+func (e *Executor) openInit() (*os.File, error) {
+	f, err := os.OpenFile(e.initPath(), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open init binary: %w", err)
+	}
+	return f, nil
 }
 
 // newUserNS sets up a new user namespace at clone time with the spec's

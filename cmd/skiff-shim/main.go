@@ -12,8 +12,6 @@ import (
 	"runtime"
 
 	"github.com/skiffcri/skiff/oci"
-	// The pre-runtime stage that joins user namespaces (C, before Go starts).
-	_ "github.com/skiffcri/skiff/oci/nsenter"
 	"github.com/skiffcri/skiff/shim/daemon"
 )
 

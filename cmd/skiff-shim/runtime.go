@@ -94,7 +94,7 @@ func runtimeMain(args []string) int {
 	case "features":
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(oci.Features())
+		err = enc.Encode(e.Features())
 	case "run":
 		code, err = cliRun(ctx, e, rest)
 	case "exec":

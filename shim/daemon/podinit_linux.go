@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -68,24 +69,36 @@ func startPodInit(binary, userns string) (execProcess, error) {
 		return execProcess{cmd: cmd}, nil
 	}
 	// In a user namespace the PID namespace must be the user namespace's,
-	// so the pre-runtime stage joins it and then unshares and forks the
-	// init (package nsenter); it reports the init's pid on a pipe.
+	// so the pre-runtime stage (skiff-nsenter, next to the binary) joins
+	// it, unshares it and forks the init; it reports the init's pid on a
+	// pipe.
+	stage, err := nsenterNextTo(binary)
+	if err != nil {
+		return execProcess{}, fmt.Errorf("start pod init: %w", err)
+	}
 	ns, err := os.Open(userns)
 	if err != nil {
 		return execProcess{}, fmt.Errorf("start pod init: %w", err)
 	}
 	defer ns.Close()
+	bin, err := os.OpenFile(binary, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return execProcess{}, fmt.Errorf("start pod init: %w", err)
+	}
+	defer bin.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return execProcess{}, fmt.Errorf("start pod init: %w", err)
 	}
 	defer r.Close()
+	cmd.Path = stage
 	cmd.SysProcAttr.Cloneflags = 0
-	cmd.ExtraFiles = []*os.File{ns, w}
+	cmd.ExtraFiles = []*os.File{ns, w, bin}
 	cmd.Env = []string{
 		nsenter.EnvUserNS + "=3",
 		nsenter.EnvUnshare + "=" + strconv.Itoa(syscall.CLONE_NEWPID),
 		nsenter.EnvSyncFD + "=4",
+		nsenter.EnvExecFD + "=5",
 	}
 	err = cmd.Start()
 	w.Close()
@@ -99,6 +112,23 @@ func startPodInit(binary, userns string) (execProcess, error) {
 		return execProcess{}, fmt.Errorf("start pod init in user namespace %s: %w", userns, err)
 	}
 	return execProcess{cmd: cmd, pid: pid}, nil
+}
+
+// nsenterNextTo finds skiff-nsenter beside binary (the shim's own binary
+// when that is /proc/self/exe).
+func nsenterNextTo(binary string) (string, error) {
+	if binary == "/proc/self/exe" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		binary = exe
+	}
+	p := filepath.Join(filepath.Dir(binary), nsenter.Binary)
+	if err := unix.Access(p, unix.X_OK); err != nil {
+		return "", fmt.Errorf("a pod init in a user namespace needs %s: %w", p, err)
+	}
+	return p, nil
 }
 
 // readStagePid reads the pre-runtime stage's message: the forked init's

@@ -1,7 +1,8 @@
-//go:build linux && cgo
+//go:build linux
 
-// The pre-runtime stage of package nsenter: see doc.go. Only
-// async-signal-safe, allocation-free calls after fork.
+// The pre-runtime stage: see main.go and package oci/nsenter. It runs
+// from the C start-up code, before the Go runtime, and never returns to
+// Go: it ends in execveat of the binary it was handed, or in _exit.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+extern char **environ;
+
 static int sync_fd = -1;
 
 // report writes one message to the sync fd; a failed write is ignored (the
@@ -33,11 +36,11 @@ __attribute__((noreturn)) static void die(const char *what) {
 	int err = errno;
 	char msg[512];
 	snprintf(msg, sizeof msg,
-		 "{\"type\":\"error\",\"error\":\"join user namespace: %s: %s\"}",
+		 "{\"type\":\"error\",\"error\":\"skiff-nsenter: %s: %s\"}",
 		 what, strerror(err));
 	report(msg);
 	// Also on stderr, for a parent that does not read the sync fd.
-	fprintf(stderr, "skiff-shim: join user namespace: %s: %s\n", what, strerror(err));
+	fprintf(stderr, "skiff-nsenter: %s: %s\n", what, strerror(err));
 	_exit(1);
 }
 
@@ -79,15 +82,36 @@ __attribute__((noreturn)) static void mirror(pid_t child) {
 	_exit(128 + sig);
 }
 
-__attribute__((constructor)) static void skiff_nsenter(void) {
+// run_target execs the binary handed over as EnvExecFD with this
+// process's argv, minus the stage's own variables.
+__attribute__((noreturn)) static void run_target(int exec_fd, char **argv) {
+	unsetenv("_SKIFF_NSENTER_USERNS_FD");
+	unsetenv("_SKIFF_NSENTER_UNSHARE");
+	unsetenv("_SKIFF_NSENTER_SYNC_FD");
+	unsetenv("_SKIFF_NSENTER_EXEC_FD");
+	// The target inherits no fd of this stage's.
+	fcntl(exec_fd, F_SETFD, FD_CLOEXEC);
+	syscall(SYS_execveat, exec_fd, "", argv, environ, AT_EMPTY_PATH);
+	die("execveat");
+}
+
+// glibc passes argc, argv and envp to constructors.
+__attribute__((constructor)) static void skiff_nsenter(int argc, char **argv, char **envp) {
+	(void)argc;
+	(void)envp;
 	if (getenv("_SKIFF_NSENTER_USERNS_FD") == NULL)
-		return;
+		return; // run by hand: main prints the usage
 	sync_fd = env_int("_SKIFF_NSENTER_SYNC_FD", -1);
 	int userns = env_int("_SKIFF_NSENTER_USERNS_FD", -1);
 	int flags = env_int("_SKIFF_NSENTER_UNSHARE", 0);
+	int exec_fd = env_int("_SKIFF_NSENTER_EXEC_FD", -1);
 	if (flags & CLONE_NEWUSER) {
 		errno = EINVAL;
 		die("CLONE_NEWUSER in the unshare flags");
+	}
+	if (exec_fd < 0) {
+		errno = EBADF;
+		die("no binary to run (_SKIFF_NSENTER_EXEC_FD)");
 	}
 
 	if (setns(userns, CLONE_NEWUSER) < 0)
@@ -104,15 +128,16 @@ __attribute__((constructor)) static void skiff_nsenter(void) {
 	if (flags != 0 && unshare(flags) < 0)
 		die("unshare");
 	if (!(flags & CLONE_NEWPID))
-		return;
+		run_target(exec_fd, argv);
 
 	pid_t child = fork();
 	if (child < 0)
 		die("fork");
 	if (child == 0) {
-		// PID 1 of the new namespace: on into Go.
+		// PID 1 of the new namespace. Killed with this stage until it
+		// changes credentials.
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		return;
+		run_target(exec_fd, argv);
 	}
 	char msg[64];
 	snprintf(msg, sizeof msg, "{\"type\":\"pid\",\"pid\":%d}", (int)child);

@@ -1,0 +1,7 @@
+//go:build linux && cgo
+
+package main
+
+// Linking cgo compiles nsenter.c, whose constructor is the program.
+
+import "C"

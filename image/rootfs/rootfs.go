@@ -33,8 +33,10 @@ type Manager struct {
 const maxMountData = 4096 - 1
 
 // Mount creates the writable layer and mounts the overlay; it returns the
-// rootfs path. A second Mount of a mounted id returns the same path.
-func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error) {
+// rootfs path. A second Mount of a mounted id returns the same path. On
+// failure nothing is left mounted, and the directories this call created
+// are removed.
+func (m *Manager) Mount(ctx context.Context, id, imageID string) (_ string, err error) {
 	target := m.path(id)
 	if mounted(target) {
 		return target, nil
@@ -44,6 +46,23 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error)
 		return "", fmt.Errorf("rootfs %s: layers of %s: %w", id, imageID, err)
 	}
 	base := filepath.Join(m.RootDir, id)
+	// A writable layer that exists already (a container re-mounted after a
+	// reboot) holds the container's data and outlives a failed Mount; one
+	// made here does not, nor does a mount point made here.
+	if _, serr := os.Lstat(base); errors.Is(serr, os.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				_ = os.RemoveAll(base)
+			}
+		}()
+	}
+	if _, serr := os.Lstat(target); errors.Is(serr, os.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				_ = os.Remove(target) // never RemoveAll: it could be a mount
+			}
+		}()
+	}
 	upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
 	for _, d := range []string{upper, work, target} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

@@ -32,11 +32,14 @@ type Manager struct {
 // maxMountData is the kernel's limit for the options string of mount(2).
 const maxMountData = 4096 - 1
 
+// MountOptions are the per-container choices of a rootfs mount.
+type MountOptions struct{}
+
 // Mount creates the writable layer and mounts the overlay; it returns the
 // rootfs path. A second Mount of a mounted id returns the same path. On
 // failure nothing is left mounted, and the directories this call created
 // are removed.
-func (m *Manager) Mount(ctx context.Context, id, imageID string) (_ string, err error) {
+func (m *Manager) Mount(ctx context.Context, id, imageID string, opts MountOptions) (_ string, err error) {
 	target := m.path(id)
 	if mounted(target) {
 		return target, nil

@@ -180,7 +180,11 @@ type Rootfs interface {
 }
 
 // RootfsOptions are the per-container choices of a rootfs mount.
-type RootfsOptions struct{}
+type RootfsOptions struct {
+	// UserNS, when set, is the path of the pod's user namespace file: the
+	// rootfs is presented through idmapped mounts with its mappings.
+	UserNS string
+}
 
 // ImageVolumes mounts images read-only for containers' image volume mounts
 // (CRI Mount.image), one mount per image shared by every container that

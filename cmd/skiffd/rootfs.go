@@ -12,7 +12,7 @@ import (
 type rootfsManager struct{ m *rootfs.Manager }
 
 func (r rootfsManager) Mount(ctx context.Context, id, imageID string, opts cri.RootfsOptions) (string, error) {
-	return r.m.Mount(ctx, id, imageID, rootfs.MountOptions{})
+	return r.m.Mount(ctx, id, imageID, rootfs.MountOptions{UserNS: opts.UserNS})
 }
 
 func (r rootfsManager) Unmount(ctx context.Context, id string) error { return r.m.Unmount(ctx, id) }

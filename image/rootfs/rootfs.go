@@ -33,7 +33,16 @@ type Manager struct {
 const maxMountData = 4096 - 1
 
 // MountOptions are the per-container choices of a rootfs mount.
-type MountOptions struct{}
+type MountOptions struct {
+	// UserNS, when set, is the path of a user namespace file (e.g. a
+	// pinned /run/skiff/pods/<id>/ns/user, or /proc/<pid>/ns/user): the
+	// layers and the writable layer are presented through idmapped mounts
+	// made with that namespace's mappings, so that the image's root-owned
+	// files belong to the container's root and what the container writes
+	// lands on disk as if written without a user namespace (the layers stay
+	// shared between containers with different mappings).
+	UserNS string
+}
 
 // Mount creates the writable layer and mounts the overlay; it returns the
 // rootfs path. A second Mount of a mounted id returns the same path. On
@@ -80,6 +89,12 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string, opts MountOptio
 		}
 		lowers = []string{empty}
 	}
+	if opts.UserNS != "" {
+		if err := mountIDMapped(lowers, base, target, opts.UserNS); err != nil {
+			return "", fmt.Errorf("rootfs %s: %w", id, err)
+		}
+		return target, nil
+	}
 	for _, l := range lowers {
 		if strings.ContainsAny(l, ":,") {
 			return "", fmt.Errorf("rootfs %s: layer path %q contains an overlay separator", id, l)
@@ -101,7 +116,9 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string, opts MountOptio
 
 // Unmount unmounts the rootfs, removes its mount point and deletes the
 // writable layer; the rest of the container's directory is not its to
-// remove. It is idempotent.
+// remove. It is idempotent. An idmapped rootfs is one mount as well: its
+// idmapped layers are detached mounts that only the overlay holds, never
+// in the mount table, so a crash cannot leave them behind.
 func (m *Manager) Unmount(ctx context.Context, id string) error {
 	target := m.path(id)
 	for mounted(target) {

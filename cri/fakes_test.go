@@ -182,7 +182,7 @@ func (fakeNetwork) Result(_ context.Context, podID string) (json.RawMessage, err
 
 type fakeRootfs struct{ dir string }
 
-func (f fakeRootfs) Mount(_ context.Context, id, _ string) (string, error) {
+func (f fakeRootfs) Mount(_ context.Context, id, _ string, _ RootfsOptions) (string, error) {
 	p := filepath.Join(f.dir, id)
 	if err := os.MkdirAll(filepath.Join(p, "etc"), 0o755); err != nil {
 		return "", err

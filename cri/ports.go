@@ -174,9 +174,16 @@ type Shims interface {
 // Rootfs mounts the writable root filesystem of containers.
 type Rootfs interface {
 	// Mount prepares and mounts id's rootfs from the image's layers.
-	Mount(ctx context.Context, id, imageID string) (string, error)
+	Mount(ctx context.Context, id, imageID string, opts RootfsOptions) (string, error)
 	// Unmount undoes Mount and frees the writable layer; idempotent.
 	Unmount(ctx context.Context, id string) error
+}
+
+// RootfsOptions are the per-container choices of a rootfs mount.
+type RootfsOptions struct {
+	// UserNS, when set, is the path of the pod's user namespace file: the
+	// rootfs is presented through idmapped mounts with its mappings.
+	UserNS string
 }
 
 // ImageVolumes mounts images read-only for containers' image volume mounts

@@ -208,11 +208,11 @@ type ledgerRootfs struct {
 	l *ledger
 }
 
-func (r ledgerRootfs) Mount(ctx context.Context, id, imageID string) (string, error) {
+func (r ledgerRootfs) Mount(ctx context.Context, id, imageID string, opts RootfsOptions) (string, error) {
 	if err := r.l.acquire("rootfs", id); err != nil {
 		return "", err
 	}
-	return r.fakeRootfs.Mount(ctx, id, imageID)
+	return r.fakeRootfs.Mount(ctx, id, imageID, opts)
 }
 func (r ledgerRootfs) Unmount(ctx context.Context, id string) error {
 	r.l.release("rootfs", id)

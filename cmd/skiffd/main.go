@@ -151,9 +151,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Network:  cniNetwork{network},
 		PodOS:    podOS{nsHolder: shimBin},
 		NetStats: podNetStats{},
-		Rootfs: &rootfs.Manager{
+		Rootfs: rootfsManager{&rootfs.Manager{
 			RootDir: writableRoot, Layers: images, Containers: statedir.Under(cfg.State),
-		},
+		}},
 		// Image volumes are mounted in the state: a reboot takes the
 		// mounts, and the next container that needs one mounts it again.
 		ImageVolumes:    &volume.Manager{Mounts: statedir.ImageVolumesUnder(cfg.State), Layers: images},

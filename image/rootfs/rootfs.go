@@ -32,9 +32,23 @@ type Manager struct {
 // maxMountData is the kernel's limit for the options string of mount(2).
 const maxMountData = 4096 - 1
 
+// MountOptions are the per-container choices of a rootfs mount.
+type MountOptions struct {
+	// UserNS, when set, is the path of a user namespace file (e.g. a
+	// pinned /run/skiff/pods/<id>/ns/user, or /proc/<pid>/ns/user): the
+	// layers and the writable layer are presented through idmapped mounts
+	// made with that namespace's mappings, so that the image's root-owned
+	// files belong to the container's root and what the container writes
+	// lands on disk as if written without a user namespace (the layers stay
+	// shared between containers with different mappings).
+	UserNS string
+}
+
 // Mount creates the writable layer and mounts the overlay; it returns the
-// rootfs path. A second Mount of a mounted id returns the same path.
-func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error) {
+// rootfs path. A second Mount of a mounted id returns the same path. On
+// failure nothing is left mounted, and the directories this call created
+// are removed.
+func (m *Manager) Mount(ctx context.Context, id, imageID string, opts MountOptions) (_ string, err error) {
 	target := m.path(id)
 	if mounted(target) {
 		return target, nil
@@ -44,6 +58,23 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error)
 		return "", fmt.Errorf("rootfs %s: layers of %s: %w", id, imageID, err)
 	}
 	base := filepath.Join(m.RootDir, id)
+	// A writable layer that exists already (a container re-mounted after a
+	// reboot) holds the container's data and outlives a failed Mount; one
+	// made here does not, nor does a mount point made here.
+	if _, serr := os.Lstat(base); errors.Is(serr, os.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				_ = os.RemoveAll(base)
+			}
+		}()
+	}
+	if _, serr := os.Lstat(target); errors.Is(serr, os.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				_ = os.Remove(target) // never RemoveAll: it could be a mount
+			}
+		}()
+	}
 	upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
 	for _, d := range []string{upper, work, target} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -57,6 +88,12 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error)
 			return "", fmt.Errorf("rootfs %s: %w", id, err)
 		}
 		lowers = []string{empty}
+	}
+	if opts.UserNS != "" {
+		if err := mountIDMapped(lowers, base, target, opts.UserNS); err != nil {
+			return "", fmt.Errorf("rootfs %s: %w", id, err)
+		}
+		return target, nil
 	}
 	for _, l := range lowers {
 		if strings.ContainsAny(l, ":,") {
@@ -79,7 +116,9 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string) (string, error)
 
 // Unmount unmounts the rootfs, removes its mount point and deletes the
 // writable layer; the rest of the container's directory is not its to
-// remove. It is idempotent.
+// remove. It is idempotent. An idmapped rootfs is one mount as well: its
+// idmapped layers are detached mounts that only the overlay holds, never
+// in the mount table, so a crash cannot leave them behind.
 func (m *Manager) Unmount(ctx context.Context, id string) error {
 	target := m.path(id)
 	for mounted(target) {

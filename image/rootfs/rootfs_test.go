@@ -29,7 +29,7 @@ func TestMountUnmount(t *testing.T) {
 	os.WriteFile(filepath.Join(bottom, "g"), []byte("g"), 0o644)
 	m := &Manager{RootDir: filepath.Join(tmp, "root"), Containers: statedir.Containers{Root: filepath.Join(tmp, "state")}, Layers: dirs{top, bottom}}
 	ctx := context.Background()
-	p, err := m.Mount(ctx, "c1", "img")
+	p, err := m.Mount(ctx, "c1", "img", MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestMountUnmount(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(bottom, "new")); err == nil {
 		t.Fatal("write reached a lower layer")
 	}
-	if p2, err := m.Mount(ctx, "c1", "img"); err != nil || p2 != p {
+	if p2, err := m.Mount(ctx, "c1", "img", MountOptions{}); err != nil || p2 != p {
 		t.Fatalf("second mount = %q, %v", p2, err)
 	}
 	if err := m.Unmount(ctx, "c1"); err != nil {
@@ -63,5 +63,33 @@ func TestMountUnmount(t *testing.T) {
 	}
 	if err := m.Unmount(ctx, "c1"); err != nil {
 		t.Fatalf("second unmount: %v", err)
+	}
+}
+
+func TestMountFailureLeavesNothing(t *testing.T) {
+	tmp := t.TempDir()
+	m := &Manager{RootDir: filepath.Join(tmp, "root"), Containers: statedir.Containers{Root: filepath.Join(tmp, "state")}, Layers: dirs{filepath.Join(tmp, "a:b")}}
+	ctx := context.Background()
+	if _, err := m.Mount(ctx, "c1", "img", MountOptions{}); err == nil {
+		t.Fatal("mount of a layer path with an overlay separator succeeded")
+	}
+	for _, d := range []string{m.path("c1"), filepath.Join(m.RootDir, "c1")} {
+		if _, err := os.Lstat(d); !os.IsNotExist(err) {
+			t.Errorf("%s left by a failed mount: %v", d, err)
+		}
+	}
+	// A writable layer that was there before keeps its data.
+	keep := filepath.Join(m.RootDir, "c2", "upper", "keep")
+	if err := os.MkdirAll(filepath.Dir(keep), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keep, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Mount(ctx, "c2", "img", MountOptions{}); err == nil {
+		t.Fatal("mount succeeded")
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Fatalf("a failed mount removed an existing writable layer: %v", err)
 	}
 }

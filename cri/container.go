@@ -174,7 +174,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	// The container's directory (rootfs mount point, spec, exit record)
 	// goes with a failed create.
 	undo = append(undo, func() { _ = os.RemoveAll(s.containerDir(id)) })
-	rootfs, err := s.rootfs.Mount(ctx, id, img.ID, RootfsOptions{})
+	rootfs, err := s.rootfs.Mount(ctx, id, img.ID, RootfsOptions{UserNS: pod.Namespaces.User})
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: rootfs: %w", name, err)
 	}

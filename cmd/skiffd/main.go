@@ -144,6 +144,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	// Containers' writable layers, under the persistent root.
 	writableRoot := filepath.Join(cfg.Root, "containers")
+	features := probeFeatures(ctx, log, shimBin, crishim.RuntimeRoot(cfg.State), cfg.State,
+		[]string{filepath.Join(cfg.Root, "layers"), writableRoot})
 	srv := cri.New(cri.Options{
 		Shims:    crishim.New(shimBin, cfg.State),
 		Seccomp:  seccompProfiles{},
@@ -163,6 +165,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CgroupDriver:    cfg.CgroupDriver,
 		CgroupV2:        cgroupV2,
 		RuntimeHandlers: slices.Collect(maps.Keys(cfg.Runtimes)),
+		Features:        features,
 		Log:             log,
 	})
 	if err := srv.Recover(ctx); err != nil {

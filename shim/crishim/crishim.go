@@ -38,7 +38,11 @@ func (s shims) dir(podID string) string { return filepath.Join(s.stateDir, "shim
 func (s shims) containerDir(id string) string {
 	return statedir.Under(s.stateDir).Dir(id)
 }
-func (s shims) runtimeRoot() string          { return filepath.Join(s.stateDir, "oci") }
+func (s shims) runtimeRoot() string { return RuntimeRoot(s.stateDir) }
+
+// RuntimeRoot is the executor's state directory of the pods' shims under
+// skiffd's state directory.
+func RuntimeRoot(stateDir string) string     { return filepath.Join(stateDir, "oci") }
 func (s shims) wrap(c *shim.Client) cri.Shim { return &shimClient{c: c, s: s} }
 
 // executor runs the executor's own CLI on the shims' executor state: what

@@ -48,6 +48,9 @@ var defaultDevSymlinks = [][2]string{
 func setupRootfs(cfg *initConfig) error {
 	spec := cfg.Spec
 	rootfs, err := filepath.EvalSymlinks(cfg.Rootfs)
+	if errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("resolve rootfs: %w (in a user namespace, every directory above the rootfs must be searchable by others)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("resolve rootfs: %w", err)
 	}

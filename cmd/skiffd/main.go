@@ -96,6 +96,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	// Searchable by others, also when it existed: the root of a pod in a
+	// user namespace is an unprivileged host uid that must walk down to its
+	// container's rootfs mount.
+	if err := os.Chmod(cfg.State, 0o711); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
 	dbPath := filepath.Join(cfg.Root, "meta.db")
 	db, err := bbolt.Open(dbPath, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
 	if err != nil {

@@ -159,6 +159,10 @@ func (fakePodOS) Create(_ context.Context, dir string, cfg *runtimeapi.PodSandbo
 	if ns.GetIpc() != runtimeapi.NamespaceMode_NODE {
 		out.IPC = filepath.Join(dir, "ns/ipc")
 	}
+	// As skiffd's: no options, or mode NODE, is the node's user namespace.
+	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
+		out.User = filepath.Join(dir, "ns/user")
+	}
 	return out, spec.PodFiles{Hostname: filepath.Join(dir, "hostname"), Hosts: filepath.Join(dir, "hosts"),
 		ResolvConf: filepath.Join(dir, "resolv.conf"), Shm: filepath.Join(dir, "shm")}, nil
 }

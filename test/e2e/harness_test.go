@@ -180,6 +180,11 @@ func startDaemonWith(t *testing.T, opts daemonOptions) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As /run is: the roots of user-namespaced pods walk down to their
+	// rootfs under the state dir.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	d := &daemon{
 		t:            t,
 		dir:          dir,

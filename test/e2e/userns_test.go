@@ -69,12 +69,14 @@ exec sleep 1000`)
 			id := d.createContainer(t, podID, cfg, c)
 			d.startContainer(t, id)
 			logPath := filepath.Join(cfg.LogDirectory, "main.log")
-			waitLog(t, logPath, "stdout", "pid1=", 30*time.Second)
-			out := strings.Join(logText(readLog(t, logPath), "stdout"), "\n")
-			pid1 := "sleep"
+			// PID 1 is the pod init (the shim binary) in a pod that shares
+			// its PID namespace, else the container's own shell.
+			pid1 := "sh"
 			if pid == runtimeapi.NamespaceMode_POD {
-				pid1 = "skiff-pod-init"
+				pid1 = "skiff-shim"
 			}
+			waitLog(t, logPath, "stdout", "pid1="+pid1, 30*time.Second)
+			out := strings.Join(logText(readLog(t, logPath), "stdout"), "\n")
 			for _, want := range []string{
 				fmt.Sprintf("0 %d 65536", usernsHostID), "uid=0 gid=0", "image-owner=0", "rootfs-write=ok",
 				"empty-owner=0:0", "empty-write=ok", "host-write=denied", "host-owner=65534", "pid1=" + pid1,

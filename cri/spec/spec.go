@@ -197,12 +197,19 @@ func Generate(in Input) (*specs.Spec, error) {
 	}
 
 	if !privileged {
+		// The kubelet always lists the paths for the default procMount
+		// and lists none for procMount: Unmasked, which it allows only in
+		// a user namespace. An empty list (protobuf cannot tell it from
+		// none) therefore unmasks a container in a user namespace, as
+		// containerd does; elsewhere it gets the defaults, for CRI clients
+		// that send nothing.
+		unmasked := podUserNS(in.Pod) != nil
 		s.Linux.MaskedPaths = DefaultMaskedPaths
-		if p := sc.GetMaskedPaths(); len(p) > 0 {
+		if p := sc.GetMaskedPaths(); len(p) > 0 || unmasked {
 			s.Linux.MaskedPaths = p
 		}
 		s.Linux.ReadonlyPaths = DefaultReadonlyPaths
-		if p := sc.GetReadonlyPaths(); len(p) > 0 {
+		if p := sc.GetReadonlyPaths(); len(p) > 0 || unmasked {
 			s.Linux.ReadonlyPaths = p
 		}
 	}

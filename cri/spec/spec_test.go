@@ -614,6 +614,11 @@ func TestGenerateUserNamespace(t *testing.T) {
 			if tc.wantNS && (!slices.Equal(s.Linux.UIDMappings, wantMap) || !slices.Equal(s.Linux.GIDMappings, wantMap)) {
 				t.Fatalf("mappings = %v %v, want %v", s.Linux.UIDMappings, s.Linux.GIDMappings, wantMap)
 			}
+			// procMount: Unmasked (no paths) is honoured in a user
+			// namespace only.
+			if masked := len(s.Linux.MaskedPaths) > 0 || len(s.Linux.ReadonlyPaths) > 0; masked == tc.wantNS {
+				t.Errorf("masked %v, readonly %v with a user namespace: %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths, tc.wantNS)
+			}
 			for _, m := range s.Mounts {
 				if m.Destination == "/data" && (!slices.Equal(m.UIDMappings, tc.wantVol) || !slices.Equal(m.GIDMappings, tc.wantVol)) {
 					t.Fatalf("volume mappings = %v %v, want %v", m.UIDMappings, m.GIDMappings, tc.wantVol)

@@ -184,6 +184,23 @@ func (b *builder) addNodeE2E(ctx context.Context, set []Image, agnhostPath strin
 		return nil, err
 	}
 	set = append(set, Image{Names: []string{e2e + "ipc-utils:1.4"}, Image: ipc})
+
+	// kitten: the image the ImageVolume specs mount; they read data.json
+	// (naming kitten.jpg), etc/os-release (upstream's base is Alpine) and,
+	// through a sub path, etc/passwd.
+	kgz, err := compress([]entry{
+		file("data.json", 0o644, `{"image": "kitten.jpg"}`+"\n"),
+		binary("kitten.jpg", 0o644, []byte{0xff, 0xd8, 0xff, 0xd9}), // an empty JPEG
+		file("etc/os-release", 0o644, "NAME=\"Skiff test image\"\nPRETTY_NAME=\"Skiff's stand-in for e2e-test-images/kitten (upstream: Alpine Linux)\"\n"),
+	}, gzip.BestSpeed)
+	if err != nil {
+		return nil, fmt.Errorf("kitten layer: %w", err)
+	}
+	kitten, err := b.image(false, b.arch, append(b.baseSteps(), step{createdBy: "ADD kitten.jpg data.json /, os-release", gz: kgz}), v1.Config{Cmd: []string{"sh"}})
+	if err != nil {
+		return nil, err
+	}
+	set = append(set, Image{Names: []string{e2e + "kitten:1.8"}, Image: kitten})
 	return set, nil
 }
 

@@ -73,6 +73,10 @@ type podInfo struct {
 	// CNIResult is the plugins' result (CNI 1.0 form) while attached.
 	CNIResult json.RawMessage              `json:"cniResult,omitempty"`
 	Config    *runtimeapi.PodSandboxConfig `json:"config"`
+	// Resources and Overhead are the pod-level values of the last
+	// UpdatePodSandboxResources.
+	Resources *runtimeapi.LinuxContainerResources `json:"resources,omitempty"`
+	Overhead  *runtimeapi.LinuxContainerResources `json:"overhead,omitempty"`
 }
 
 func (s *Server) podInfoJSON(ctx context.Context, rec *meta.Pod, cfg *runtimeapi.PodSandboxConfig) (string, error) {
@@ -84,7 +88,14 @@ func (s *Server) podInfoJSON(ctx context.Context, rec *meta.Pod, cfg *runtimeapi
 	if info.RuntimeHandler == "" {
 		info.RuntimeHandler = RuntimeName
 	}
-	for k, p := range map[string]string{"net": rec.Namespaces.Net, "ipc": rec.Namespaces.IPC, "uts": rec.Namespaces.UTS, "pid": rec.Namespaces.PID} {
+	var err error
+	if info.Resources, err = podResources(rec.Resources); err != nil {
+		return "", fmt.Errorf("pod sandbox %s: %w", rec.ID, err)
+	}
+	if info.Overhead, err = podResources(rec.Overhead); err != nil {
+		return "", fmt.Errorf("pod sandbox %s: %w", rec.ID, err)
+	}
+	for k, p := range map[string]string{"net": rec.Namespaces.Net, "ipc": rec.Namespaces.IPC, "uts": rec.Namespaces.UTS, "pid": rec.Namespaces.PID, "user": rec.Namespaces.User} {
 		if p != "" {
 			info.Namespaces[k] = p
 		}

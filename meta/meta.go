@@ -56,6 +56,11 @@ type Pod struct {
 	NetworkSetUp bool              `json:"networkSetUp,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
+	// Resources and Overhead are the protojson of the pod-level
+	// runtimeapi.LinuxContainerResources from the last
+	// UpdatePodSandboxResources; empty until one came.
+	Resources json.RawMessage `json:"resources,omitempty"`
+	Overhead  json.RawMessage `json:"overhead,omitempty"`
 }
 
 // PodNamespaces are the paths of a pod's pinned namespace files; "" is the

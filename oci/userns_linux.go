@@ -2,7 +2,6 @@ package oci
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,26 +101,13 @@ func (l *launch) readInitPid(ctx context.Context) (int, error) {
 	defer l.sync.SetReadDeadline(time.Time{})
 	buf := make([]byte, 4096)
 	n, err := l.sync.Read(buf)
-	if errors.Is(err, io.EOF) || (err == nil && n == 0) {
-		return 0, errors.New("init exited while joining its user namespace")
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, io.EOF) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		return 0, fmt.Errorf("read from init: %w", err)
 	}
-	var m syncMsg
-	if err := json.Unmarshal(buf[:n], &m); err != nil {
-		return 0, fmt.Errorf("bad message from init: %w", err)
-	}
-	switch {
-	case m.Type == msgError:
-		return 0, errors.New(m.Error)
-	case m.Type == nsenter.MsgPid && m.Pid > 0:
-		return m.Pid, nil
-	}
-	return 0, fmt.Errorf("unexpected message %q from init", m.Type)
+	return nsenter.ParsePid(buf[:n])
 }
 
 // openMountSources opens the source of every bind mount in spec as a

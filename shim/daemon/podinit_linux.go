@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -141,25 +140,7 @@ func readStagePid(r *os.File) (int, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, err
 	}
-	b := buf[:n]
-	var m struct {
-		Type  string `json:"type"`
-		Error string `json:"error"`
-		Pid   int    `json:"pid"`
-	}
-	if len(b) == 0 {
-		return 0, errors.New("the pod init exited before reporting its pid")
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return 0, fmt.Errorf("bad message %q from the pod init: %w", b, err)
-	}
-	if m.Type == nsenter.MsgError {
-		return 0, errors.New(m.Error)
-	}
-	if m.Type != nsenter.MsgPid || m.Pid <= 0 {
-		return 0, fmt.Errorf("unexpected message %q from the pod init", b)
-	}
-	return m.Pid, nil
+	return nsenter.ParsePid(buf[:n])
 }
 
 func podInitMain() int {

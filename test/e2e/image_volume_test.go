@@ -259,3 +259,42 @@ func TestImageVolumes(t *testing.T) {
 		}
 	}
 }
+
+// TestUserNamespaceImageVolumes mounts image volumes, with the pod's ID
+// mappings as the kubelet sends them, in a pod with a user namespace. A
+// single-layer image works: its shared mount is a bind of the layer, which
+// the executor idmaps. A multi-layer image fails CreateContainer with
+// FailedPrecondition: its shared mount is an overlay, and overlayfs does
+// not let the overlay itself be idmapped.
+func TestUserNamespaceImageVolumes(t *testing.T) {
+	d := startDaemon(t)
+	ctx := ctxT(t, 5*time.Minute)
+	d.pull(t, busybox)
+	d.pull(t, registry.VolumeImage)
+	d.pull(t, registry.VolumeImageSingle)
+	mapping := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: usernsHostID, Length: 65536}}
+	mapped := func(m *runtimeapi.Mount) *runtimeapi.Mount {
+		m.UidMappings, m.GidMappings = mapping, mapping
+		return m
+	}
+	podCfg := d.podConfig("userns-imgvol")
+	podCfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: mapping, Gids: mapping}
+	podID := d.runPodWith(t, podCfg)
+
+	single := containerConfig("single", busybox, "sleep", "1000")
+	single.Mounts = []*runtimeapi.Mount{mapped(imageVolume("/single", registry.VolumeImageSingle, ""))}
+	s := d.createContainer(t, podID, podCfg, single)
+	d.startContainer(t, s)
+	if r := d.run(t, s, "stat", "-c", "%u", "/single/only/file.txt"); strings.TrimSpace(string(r.Stdout)) != "0" {
+		t.Errorf("single-layer image file owner: %q (%s), want 0", r.Stdout, r.Stderr)
+	}
+
+	multi := containerConfig("multi", busybox, "sleep", "1000")
+	multi.Mounts = []*runtimeapi.Mount{mapped(imageVolume("/vol", registry.VolumeImage, ""))}
+	multi.Linux.SecurityContext.NamespaceOptions = podCfg.Linux.SecurityContext.NamespaceOptions
+	_, err := d.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: multi, SandboxConfig: podCfg})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "cannot be idmapped") {
+		t.Fatalf("CreateContainer with a multi-layer image volume in a user-namespaced pod: %v, want FailedPrecondition", err)
+	}
+	t.Logf("multi-layer image volume in a user-namespaced pod: %v", err)
+}

@@ -1,0 +1,19 @@
+package main
+
+import (
+	"context"
+
+	"github.com/skiffcri/skiff/image/volume"
+)
+
+// imageVolumeManager adapts the image volume manager to what the CRI layer
+// asks of image volume mounts.
+type imageVolumeManager struct{ m *volume.Manager }
+
+func (v imageVolumeManager) Mount(ctx context.Context, imageID string) (string, error) {
+	return v.m.Mount(ctx, imageID, volume.MountOptions{})
+}
+
+func (v imageVolumeManager) Unmount(ctx context.Context, imageID string) error {
+	return v.m.Unmount(ctx, imageID, "")
+}

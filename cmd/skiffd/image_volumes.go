@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/skiffcri/skiff/cri"
 	"github.com/skiffcri/skiff/image/volume"
 )
 
@@ -10,10 +11,10 @@ import (
 // asks of image volume mounts.
 type imageVolumeManager struct{ m *volume.Manager }
 
-func (v imageVolumeManager) Mount(ctx context.Context, imageID string) (string, error) {
-	return v.m.Mount(ctx, imageID, volume.MountOptions{})
+func (v imageVolumeManager) Mount(ctx context.Context, imageID string, opts cri.ImageVolumeOptions) (string, error) {
+	return v.m.Mount(ctx, imageID, volume.MountOptions{Pod: opts.Pod, UserNS: opts.UserNS})
 }
 
-func (v imageVolumeManager) Unmount(ctx context.Context, imageID string) error {
-	return v.m.Unmount(ctx, imageID, "")
+func (v imageVolumeManager) Unmount(ctx context.Context, imageID, pod string) error {
+	return v.m.Unmount(ctx, imageID, pod)
 }

@@ -114,7 +114,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: image %q: %w", name, cfg.GetImage().GetImage(), err)
 	}
-	vols, err := s.imageVolumes(ctx, cfg)
+	vols, err := s.imageVolumes(ctx, pod, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
@@ -154,7 +154,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		CgroupPath: cgroupPath(recorded, id),
 	}
 	// Listed before they are mounted: see image_volumes.go.
-	rec.ImageVolumes = imageVolumeIDs(vols)
+	rec.ImageVolumes, rec.IDMappedImageVolumes = imageVolumeIDs(vols)
 	// The record comes before the image hold, so that a crash in between
 	// leaves a record whose removal releases the hold.
 	if err := s.meta.PutContainer(rec); err != nil {
@@ -184,7 +184,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		}
 	})
 	rec.Rootfs = rootfs
-	volumeSources, err := s.mountImageVolumes(ctx, id, vols)
+	volumeSources, err := s.mountImageVolumes(ctx, rec, pod.Namespaces.User, vols)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}

@@ -89,22 +89,33 @@ func (f *fakeImages) held() []string {
 
 // fakeVolumes "mounts" an image as a directory holding a fixed tree, with
 // what sub path tests need: directories, a file, a symlink inside the
-// image and one out of it. Unmount removes the directory.
+// image and one out of it; a pod's mount of it is a directory of its own,
+// which remembers the user namespace it was made with. Unmount removes the
+// directory.
 type fakeVolumes struct {
 	dir string
 
 	mu               sync.Mutex
-	mounts, unmounts int // calls that made or removed a mount
+	mounts, unmounts int               // calls that made or removed a mount
+	userNS           map[string]string // the user namespace of each pod's mount, by path
 }
 
-func (f *fakeVolumes) path(imageID string) string {
-	return filepath.Join(f.dir, strings.TrimPrefix(imageID, "sha256:"))
+// path is the image's plain mount for pod "", else pod's.
+func (f *fakeVolumes) path(imageID, pod string) string {
+	p := filepath.Join(f.dir, strings.TrimPrefix(imageID, "sha256:"))
+	if pod != "" {
+		p += "@" + pod
+	}
+	return p
 }
 
-func (f *fakeVolumes) Mount(_ context.Context, imageID string) (string, error) {
+func (f *fakeVolumes) Mount(_ context.Context, imageID string, opts ImageVolumeOptions) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p := f.path(imageID)
+	if (opts.Pod == "") != (opts.UserNS == "") {
+		return "", errdefs.InvalidArgument("image volume %s: pod %q, user namespace %q", imageID, opts.Pod, opts.UserNS)
+	}
+	p := f.path(imageID, opts.Pod)
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
@@ -119,27 +130,57 @@ func (f *fakeVolumes) Mount(_ context.Context, imageID string) (string, error) {
 			return "", err
 		}
 	}
+	if opts.UserNS != "" {
+		if f.userNS == nil {
+			f.userNS = map[string]string{}
+		}
+		f.userNS[p] = opts.UserNS
+	}
 	f.mounts++
 	return p, nil
 }
 
-func (f *fakeVolumes) Unmount(_ context.Context, imageID string) error {
+func (f *fakeVolumes) Unmount(_ context.Context, imageID, pod string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p := f.path(imageID)
+	p := f.path(imageID, pod)
 	if _, err := os.Stat(p); err != nil {
 		return nil
 	}
 	f.unmounts++
+	delete(f.userNS, p)
 	return os.RemoveAll(p)
 }
 
-// mounted reports whether the image is mounted.
-func (f *fakeVolumes) mounted(imageID string) bool {
+// mounted reports whether the image's plain mount is there.
+func (f *fakeVolumes) mounted(imageID string) bool { return f.mountedFor(imageID, "") }
+
+// mountedFor reports whether the image's mount of pod (plain for "") is
+// there.
+func (f *fakeVolumes) mountedFor(imageID, pod string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, err := os.Stat(f.path(imageID))
+	_, err := os.Stat(f.path(imageID, pod))
 	return err == nil
+}
+
+// madeWith is the user namespace the image's mount of pod was made with.
+func (f *fakeVolumes) madeWith(imageID, pod string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.userNS[f.path(imageID, pod)]
+}
+
+// all lists the mounts there, by directory name.
+func (f *fakeVolumes) all() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ents, _ := os.ReadDir(f.dir)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
 }
 
 func (f *fakeVolumes) counts() (mounts, unmounts int) {

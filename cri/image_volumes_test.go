@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +21,27 @@ import (
 // volumeMount is an image volume mount as the kubelet sends it: read-only.
 func volumeMount(dst, ref, sub string) *runtimeapi.Mount {
 	return &runtimeapi.Mount{ContainerPath: dst, Image: &runtimeapi.ImageSpec{Image: ref}, ImageSubPath: sub, Readonly: true}
+}
+
+// podIDMap is the ID mapping of the test pods with a user namespace.
+var podIDMap = []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 1 << 18, Length: 65536}}
+
+// podUserNS is the user namespace options of a hostUsers: false pod.
+func podUserNS() *runtimeapi.UserNamespace {
+	return &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: podIDMap, Gids: podIDMap}
+}
+
+// mapped gives m the pod's ID mappings, as the kubelet does to every
+// mount of a pod with a user namespace.
+func mapped(m *runtimeapi.Mount) *runtimeapi.Mount {
+	m.UidMappings, m.GidMappings = podIDMap, podIDMap
+	return m
+}
+
+// mappedVolumeMount is an image volume mount of a pod with a user
+// namespace.
+func mappedVolumeMount(dst, ref, sub string) *runtimeapi.Mount {
+	return mapped(volumeMount(dst, ref, sub))
 }
 
 func volumeConfig(name string, mounts ...*runtimeapi.Mount) *runtimeapi.ContainerConfig {
@@ -85,16 +107,16 @@ func TestCreateContainerWithImageVolumes(t *testing.T) {
 	if mounts, _ := e.volumes.counts(); mounts != 1 || !e.volumes.mounted(volumeImageID) {
 		t.Errorf("image mounted %d times (mounted now: %v), want once", mounts, e.volumes.mounted(volumeImageID))
 	}
-	root, err := filepath.EvalSymlinks(e.volumes.path(volumeImageID))
+	root, err := filepath.EvalSymlinks(e.volumes.path(volumeImageID, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for dst, src := range map[string]string{
-		"/vol":  e.volumes.path(volumeImageID),
+		"/vol":  e.volumes.path(volumeImageID, ""),
 		"/sub":  filepath.Join(root, "data/sub"),
 		"/in":   filepath.Join(root, "data/sub"),
 		"/file": filepath.Join(root, "data/sub/file"),
-		"/rw":   e.volumes.path(volumeImageID),
+		"/rw":   e.volumes.path(volumeImageID, ""),
 	} {
 		m := e.specMount(t, id, dst)
 		if m.Type != "bind" || m.Source != src || !slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "rw") {
@@ -250,6 +272,167 @@ func TestImageVolumeRefused(t *testing.T) {
 	}
 }
 
+// TestImageVolumesUserNamespace: in a pod with a user namespace, image
+// volumes with the pod's ID mappings are bound from the pod's own mount of
+// the image, made with the pod's user namespace and shared by the pod's
+// containers, and the binds carry no mappings (the executor must not idmap
+// an idmapped mount again); a mount without mappings, and containers of a
+// pod without a user namespace, use the image's plain mount. Each mount
+// goes with the last record that lists it; RemoveImage is refused while
+// any record lists either.
+func TestImageVolumesUserNamespace(t *testing.T) {
+	e := newTestEnv(t)
+	userPod := func(name string) (string, *runtimeapi.PodSandboxConfig) {
+		cfg := podConfigFor(name, runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+		cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = podUserNS()
+		return e.runPod(t, cfg), cfg
+	}
+	pod1, cfg1 := userPod("userns-1")
+	pod2, cfg2 := userPod("userns-2")
+	plainCfg := podConfigFor("plain", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	plainPod := e.runPod(t, plainCfg)
+
+	a := e.createContainer(t, pod1, cfg1, volumeConfig("a",
+		mappedVolumeMount("/vol", volumeImageRef, ""),
+		mappedVolumeMount("/sub", volumeImageID, "data/sub"),
+		volumeMount("/unmapped", volumeImageRef, ""),
+	))
+	b := e.createContainer(t, pod1, cfg1, volumeConfig("b", mappedVolumeMount("/vol", volumeImageRef, "inside")))
+	c := e.createContainer(t, pod2, cfg2, volumeConfig("c", mappedVolumeMount("/vol", volumeImageRef, "")))
+	n := e.createContainer(t, plainPod, plainCfg, volumeConfig("n", volumeMount("/vol", volumeImageRef, "")))
+
+	rec, err := e.s.meta.Container(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rec.ImageVolumes, []string{volumeImageID}) || !slices.Equal(rec.IDMappedImageVolumes, []string{volumeImageID}) {
+		t.Errorf("a's record lists image volumes %v and idmapped %v, want the image in both", rec.ImageVolumes, rec.IDMappedImageVolumes)
+	}
+	if rec, err := e.s.meta.Container(b); err != nil || len(rec.ImageVolumes) != 0 || !slices.Equal(rec.IDMappedImageVolumes, []string{volumeImageID}) {
+		t.Errorf("b's record lists image volumes %v and idmapped %v (%v), want the image idmapped only", rec.ImageVolumes, rec.IDMappedImageVolumes, err)
+	}
+	if mounts, _ := e.volumes.counts(); mounts != 3 {
+		t.Errorf("%d mounts (%v), want 3: the image's, pod 1's and pod 2's", mounts, e.volumes.all())
+	}
+	for pod, want := range map[string]string{pod1: filepath.Join(e.s.podDir(pod1), "ns/user"), pod2: filepath.Join(e.s.podDir(pod2), "ns/user")} {
+		if got := e.volumes.madeWith(volumeImageID, pod); got != want {
+			t.Errorf("pod %s's mount made with user namespace %q, want the pod's %q", pod, got, want)
+		}
+	}
+	resolved := func(pod, sub string) string {
+		root, err := filepath.EvalSymlinks(e.volumes.path(volumeImageID, pod))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(root, sub)
+	}
+	for _, tc := range []struct {
+		ctr, dst, src string
+		idmapped      bool
+	}{
+		{a, "/vol", e.volumes.path(volumeImageID, pod1), true},
+		{a, "/sub", resolved(pod1, "data/sub"), true},
+		{a, "/unmapped", e.volumes.path(volumeImageID, ""), false},
+		{b, "/vol", resolved(pod1, "data/sub"), true},
+		{c, "/vol", e.volumes.path(volumeImageID, pod2), true},
+		{n, "/vol", e.volumes.path(volumeImageID, ""), false},
+	} {
+		m := e.specMount(t, tc.ctr, tc.dst)
+		if m.Source != tc.src || !slices.Contains(m.Options, "ro") || len(m.UIDMappings)+len(m.GIDMappings) != 0 {
+			t.Errorf("container %s mount %s = %+v, want a read-only bind of %s without ID mappings", tc.ctr, tc.dst, m, tc.src)
+		}
+	}
+	if held := e.images.held(); len(held) != 8 {
+		t.Errorf("holds %v, want each container's rootfs image and volume image once", held)
+	}
+
+	// n and a go: the plain mount with a, the last to list it; pod 1's
+	// stays for b.
+	e.removeContainer(t, n)
+	if !e.volumes.mounted(volumeImageID) {
+		t.Fatal("the image's mount went while a still lists it")
+	}
+	e.removeContainer(t, a)
+	if e.volumes.mounted(volumeImageID) {
+		t.Error("the image's mount stayed after the last container listing it went")
+	}
+	if !e.volumes.mountedFor(volumeImageID, pod1) || !e.volumes.mountedFor(volumeImageID, pod2) {
+		t.Fatal("a pod's mount went while a container of the pod lists it")
+	}
+	err = e.removeImage(volumeImageRef)
+	if grpcCode(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "mounted as an image volume by container ") {
+		t.Fatalf("RemoveImage while pods' mounts are listed = %v, want FailedPrecondition", err)
+	}
+	e.removeContainer(t, b)
+	if e.volumes.mountedFor(volumeImageID, pod1) {
+		t.Error("pod 1's mount stayed after its last container went")
+	}
+	if !e.volumes.mountedFor(volumeImageID, pod2) {
+		t.Fatal("pod 1's last container took pod 2's mount")
+	}
+	e.removeContainer(t, c)
+	if got := e.volumes.all(); len(got) != 0 {
+		t.Errorf("mounts after every container went: %v", got)
+	}
+	if mounts, unmounts := e.volumes.counts(); mounts != unmounts {
+		t.Errorf("%d mounts but %d unmounts", mounts, unmounts)
+	}
+	if held := e.images.held(); len(held) != 0 {
+		t.Errorf("holds after every container went: %v", held)
+	}
+	if err := e.removeImage(volumeImageRef); err != nil {
+		t.Fatalf("RemoveImage after the containers went: %v", err)
+	}
+}
+
+// TestImageVolumeUserNamespaceRefused: mappings other than the pod's, or
+// mappings in a pod without a user namespace, fail CreateContainer with
+// InvalidArgument and leave no record, hold or mount.
+func TestImageVolumeUserNamespaceRefused(t *testing.T) {
+	other := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 1 << 20, Length: 65536}}
+	for _, tc := range []struct {
+		name   string
+		userns bool
+		mount  *runtimeapi.Mount
+	}{
+		{"other mappings", true, func() *runtimeapi.Mount {
+			m := volumeMount("/v", volumeImageRef, "")
+			m.UidMappings, m.GidMappings = other, other
+			return m
+		}()},
+		{"uid mappings only", true, func() *runtimeapi.Mount {
+			m := volumeMount("/v", volumeImageRef, "")
+			m.UidMappings = podIDMap
+			return m
+		}()},
+		{"mappings without a user namespace", false, mappedVolumeMount("/v", volumeImageRef, "")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			podCfg := podConfigFor("bad", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+			if tc.userns {
+				podCfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = podUserNS()
+			}
+			podID := e.runPod(t, podCfg)
+			cfg := volumeConfig("c", tc.mount)
+			cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions}
+			_, err := e.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg})
+			if grpcCode(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "/v") {
+				t.Fatalf("CreateContainer = %v, want InvalidArgument naming the mount", err)
+			}
+			if ctrs, err := e.s.meta.Containers(); err != nil || len(ctrs) != 0 {
+				t.Errorf("container records left: %d (%v)", len(ctrs), err)
+			}
+			if held := e.images.held(); len(held) != 0 {
+				t.Errorf("holds left: %v", held)
+			}
+			if got := e.volumes.all(); len(got) != 0 {
+				t.Errorf("mounts left: %v", got)
+			}
+		})
+	}
+}
+
 // racingShims check, when a container is created, that the image volume
 // sources of its spec are there: a RemoveContainer racing the create must
 // not have unmounted them.
@@ -269,8 +452,10 @@ type racingShim struct {
 }
 
 func (s racingShim) Create(ctx context.Context, req CreateRequest) error {
-	if !s.vols.mounted(volumeImageID) {
-		return errdefs.FailedPrecondition("container %s: its image volume is not mounted", req.ID)
+	for _, m := range req.Spec.Mounts {
+		if _, err := os.Stat(m.Source); strings.HasPrefix(m.Source, s.vols.dir) && err != nil {
+			return errdefs.FailedPrecondition("container %s: its image volume %s is not mounted", req.ID, m.Destination)
+		}
 	}
 	return s.Shim.Create(ctx, req)
 }
@@ -278,12 +463,24 @@ func (s racingShim) Create(ctx context.Context, req CreateRequest) error {
 // TestImageVolumeCreateRemoveRace creates and removes containers that mount
 // one image from several goroutines: every create finds the image mounted
 // when the shim creates the container, and once all are removed the
-// image is unmounted and unheld.
+// image is unmounted and unheld. The same goes for the pod's own mount of
+// the image in a pod with a user namespace.
 func TestImageVolumeCreateRemoveRace(t *testing.T) {
+	for _, userns := range []bool{false, true} {
+		t.Run(fmt.Sprintf("userns=%v", userns), func(t *testing.T) { testImageVolumeCreateRemoveRace(t, userns) })
+	}
+}
+
+func testImageVolumeCreateRemoveRace(t *testing.T, userns bool) {
 	e := newTestEnv(t)
 	e.s.shims = racingShims{fakeShims: e.shims, vols: e.volumes}
 	ctx := context.Background()
 	podCfg := podConfigFor("race", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	mount := volumeMount
+	if userns {
+		podCfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = podUserNS()
+		mount = mappedVolumeMount
+	}
 	podID := e.runPod(t, podCfg)
 	const workers, rounds = 4, 25
 	var wg sync.WaitGroup
@@ -291,7 +488,7 @@ func TestImageVolumeCreateRemoveRace(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for r := range rounds {
-				cfg := volumeConfig(fmt.Sprintf("c%d-%d", w, r), volumeMount("/vol", volumeImageRef, "data"))
+				cfg := volumeConfig(fmt.Sprintf("c%d-%d", w, r), mount("/vol", volumeImageRef, "data"))
 				cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions}
 				resp, err := e.s.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg})
 				if err != nil {
@@ -309,8 +506,8 @@ func TestImageVolumeCreateRemoveRace(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if e.volumes.mounted(volumeImageID) {
-		t.Error("image mounted after every container was removed")
+	if got := e.volumes.all(); len(got) != 0 {
+		t.Errorf("image mounted after every container was removed: %v", got)
 	}
 	if held := e.images.held(); len(held) != 0 {
 		t.Errorf("holds left: %v", held)

@@ -188,15 +188,27 @@ type RootfsOptions struct {
 
 // ImageVolumes mounts images read-only for containers' image volume mounts
 // (CRI Mount.image), one mount per image shared by every container that
-// mounts it (package image/volume). Which containers still use a mount is
-// the caller's to track.
+// mounts it, and one per image and pod with a user namespace, idmapped
+// with it, shared by the pod's containers (package image/volume). Which
+// containers still use a mount is the caller's to track.
 type ImageVolumes interface {
 	// Mount mounts the image's layers read-only and returns the mount
 	// point. It is idempotent, and mounts again an image whose mount is
 	// gone (after a reboot) though its mount point or records remain.
-	Mount(ctx context.Context, imageID string) (string, error)
-	// Unmount unmounts the image and removes its mount point; idempotent.
-	Unmount(ctx context.Context, imageID string) error
+	Mount(ctx context.Context, imageID string, opts ImageVolumeOptions) (string, error)
+	// Unmount unmounts the image's mount of pod (its plain mount when pod
+	// is "") and removes the mount point; idempotent.
+	Unmount(ctx context.Context, imageID, pod string) error
+}
+
+// ImageVolumeOptions choose which of an image's mounts ImageVolumes.Mount
+// makes: the image's plain one when empty.
+type ImageVolumeOptions struct {
+	// Pod and UserNS, set together, ask for pod Pod's own mount of the
+	// image, its layers idmapped with the pod's user namespace at UserNS:
+	// the image's root-owned files belong to the pod's root. Containers
+	// bind it without idmapping it again.
+	Pod, UserNS string
 }
 
 // Records is the store of pod and container records (package meta's

@@ -31,7 +31,7 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 	// volume lock, so that no create mounts it meanwhile.
 	unlock := s.volumeLocks.lock(img.ID)
 	defer unlock()
-	user, err := s.imageVolumeUser(img.ID, "")
+	user, err := s.imageVolumeUser(img.ID, "", listsImage(img.ID))
 	if err != nil {
 		return nil, fmt.Errorf("remove image %s: %w", ref, err)
 	}

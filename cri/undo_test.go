@@ -192,15 +192,23 @@ type ledgerVolumes struct {
 	l *ledger
 }
 
-func (v ledgerVolumes) Mount(ctx context.Context, imageID string) (string, error) {
-	if err := v.l.acquire("image volume mount", imageID); err != nil {
+// key names an image's mount in the ledger: the image, and the pod
+// for a pod's own.
+func (v ledgerVolumes) key(imageID, pod string) string {
+	if pod == "" {
+		return imageID
+	}
+	return imageID + "@" + pod
+}
+func (v ledgerVolumes) Mount(ctx context.Context, imageID string, opts ImageVolumeOptions) (string, error) {
+	if err := v.l.acquire("image volume mount", v.key(imageID, opts.Pod)); err != nil {
 		return "", err
 	}
-	return v.fakeVolumes.Mount(ctx, imageID)
+	return v.fakeVolumes.Mount(ctx, imageID, opts)
 }
-func (v ledgerVolumes) Unmount(ctx context.Context, imageID string) error {
-	v.l.release("image volume mount", imageID)
-	return v.fakeVolumes.Unmount(ctx, imageID)
+func (v ledgerVolumes) Unmount(ctx context.Context, imageID, pod string) error {
+	v.l.release("image volume mount", v.key(imageID, pod))
+	return v.fakeVolumes.Unmount(ctx, imageID, pod)
 }
 
 type ledgerRootfs struct {
@@ -323,49 +331,69 @@ func TestCreateContainerUndo(t *testing.T) {
 // TestCreateContainerUndoImageVolumes fails each step of creating a
 // container with image volumes in turn: its image volume holds go, and
 // the image's shared mount goes with them unless another container
-// mounts the image too (then it stays).
+// mounts the image too (then it stays). In a pod with a user namespace,
+// with mounts that carry its mappings, the same holds for the pod's own
+// idmapped mount of the image.
 func TestCreateContainerUndoImageVolumes(t *testing.T) {
 	steps := []string{"image lookup", "image volume lookup", "image hold", "rootfs", "image volume hold",
 		"image volume mount", "shim connect", "shim container", "container record"}
-	for _, shared := range []bool{false, true} {
-		for _, step := range steps {
-			t.Run(fmt.Sprintf("%s/shared=%v", step, shared), func(t *testing.T) {
-				l := newLedger()
-				e := newLedgerEnv(t, l)
-				podCfg := podConfigFor("undo-vol", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
-				podID := e.runPod(t, podCfg)
-				if shared {
-					e.createContainer(t, podID, podCfg, volumeConfig("other", volumeMount("/vol", volumeImageRef, "")))
-				}
-				before := l.held()
-				l.fail = step
-				cfg := volumeConfig("c", volumeMount("/vol", volumeImageRef, ""), volumeMount("/sub", volumeImageID, "data/sub"))
-				cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions}
-				if step == "container record" {
-					var writes int
-					e.s.meta = ledgerRecords{Records: e.s.meta, l: l, failAt: 2, writes: &writes}
-				}
-				_, err := e.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg})
-				if !errors.Is(err, errInjected) {
-					t.Fatalf("CreateContainer with %s failing = %v, want the injected failure", step, err)
-				}
-				if !l.seen[step] {
-					t.Fatalf("step %q never ran", step)
-				}
-				if held := l.held(); fmt.Sprint(held) != fmt.Sprint(before) {
-					t.Errorf("after %s failed, held %v; before the call %v", step, held, before)
-				}
-				if got := e.volumes.mounted(volumeImageID); got != shared {
-					t.Errorf("after %s failed, image volume mounted = %v, want %v", step, got, shared)
-				}
-				if ctrs, err := e.s.meta.Containers(); err != nil || len(ctrs) != map[bool]int{false: 0, true: 1}[shared] {
-					t.Errorf("after %s failed, container records: %d (%v)", step, len(ctrs), err)
-				}
-				l.fail = ""
-				e.createContainer(t, podID, podCfg, volumeConfig("c", volumeMount("/vol", volumeImageRef, "")))
-			})
+	for _, userns := range []bool{false, true} {
+		for _, shared := range []bool{false, true} {
+			for _, step := range steps {
+				t.Run(fmt.Sprintf("%s/shared=%v/userns=%v", step, shared, userns), func(t *testing.T) {
+					testCreateContainerUndoImageVolumes(t, step, shared, userns)
+				})
+			}
 		}
 	}
+}
+
+func testCreateContainerUndoImageVolumes(t *testing.T, step string, shared, userns bool) {
+	l := newLedger()
+	e := newLedgerEnv(t, l)
+	podCfg := podConfigFor("undo-vol", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	mount := volumeMount
+	if userns {
+		podCfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = podUserNS()
+		mount = mappedVolumeMount
+	}
+	podID := e.runPod(t, podCfg)
+	mountPod := "" // whose mount of the image the container uses
+	if userns {
+		mountPod = podID
+	}
+	if shared {
+		e.createContainer(t, podID, podCfg, volumeConfig("other", mount("/vol", volumeImageRef, "")))
+	}
+	before := l.held()
+	l.fail = step
+	cfg := volumeConfig("c", mount("/vol", volumeImageRef, ""), mount("/sub", volumeImageID, "data/sub"))
+	cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions}
+	if step == "container record" {
+		var writes int
+		e.s.meta = ledgerRecords{Records: e.s.meta, l: l, failAt: 2, writes: &writes}
+	}
+	_, err := e.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: podCfg})
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("CreateContainer with %s failing = %v, want the injected failure", step, err)
+	}
+	if !l.seen[step] {
+		t.Fatalf("step %q never ran", step)
+	}
+	if held := l.held(); fmt.Sprint(held) != fmt.Sprint(before) {
+		t.Errorf("after %s failed, held %v; before the call %v", step, held, before)
+	}
+	if got := e.volumes.mountedFor(volumeImageID, mountPod); got != shared {
+		t.Errorf("after %s failed, image volume mounted = %v, want %v", step, got, shared)
+	}
+	if got := e.volumes.all(); len(got) != map[bool]int{false: 0, true: 1}[shared] {
+		t.Errorf("after %s failed, image volume mounts %v", step, got)
+	}
+	if ctrs, err := e.s.meta.Containers(); err != nil || len(ctrs) != map[bool]int{false: 0, true: 1}[shared] {
+		t.Errorf("after %s failed, container records: %d (%v)", step, len(ctrs), err)
+	}
+	l.fail = ""
+	e.createContainer(t, podID, podCfg, volumeConfig("c", mount("/vol", volumeImageRef, "")))
 }
 
 // TestIdempotentCalls: stopping and removing twice, and unknown IDs,

@@ -140,9 +140,17 @@ type Container struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// ImageVolumes are the IDs of the images the container mounts as
-	// image volumes, each once. The record lists them before they are
-	// mounted, so an image's shared mount stays while any record names it.
+	// image volumes through each image's shared mount, each once. The
+	// record lists them before they are mounted, so an image's shared
+	// mount stays while any record names it.
 	ImageVolumes []string `json:"imageVolumes,omitempty"`
+	// IDMappedImageVolumes are the IDs of the images the container mounts
+	// as image volumes through its pod's own mount of each, idmapped with
+	// the pod's user namespace (its image volumes that carry the pod's ID
+	// mappings), each once; listed before they are mounted, like
+	// ImageVolumes. An image may be in both lists, when some of its
+	// mounts carry mappings and some do not.
+	IDMappedImageVolumes []string `json:"idmappedImageVolumes,omitempty"`
 }
 
 // PutPod writes p, replacing any record with the same ID.

@@ -30,7 +30,7 @@ func TestStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutContainer(&Container{ID: "c1", PodID: "a", ImageVolumes: []string{"sha256:aa", "sha256:bb"}}); err != nil {
+	if err := s.PutContainer(&Container{ID: "c1", PodID: "a", ImageVolumes: []string{"sha256:aa", "sha256:bb"}, IDMappedImageVolumes: []string{"sha256:bb"}}); err != nil {
 		t.Fatal(err)
 	}
 	pods, err := s.Pods()
@@ -44,7 +44,7 @@ func TestStore(t *testing.T) {
 		t.Fatalf("delete twice: %v", err)
 	}
 	c, err := s.Container("c1")
-	if err != nil || c.PodID != "a" || !slices.Equal(c.ImageVolumes, []string{"sha256:aa", "sha256:bb"}) {
+	if err != nil || c.PodID != "a" || !slices.Equal(c.ImageVolumes, []string{"sha256:aa", "sha256:bb"}) || !slices.Equal(c.IDMappedImageVolumes, []string{"sha256:bb"}) {
 		t.Fatalf("container = %+v, %v", c, err)
 	}
 }
@@ -73,7 +73,7 @@ func TestOldContainerRecordDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.StopSignal != "SIGQUIT" || c.Resources != nil || c.ImageVolumes != nil {
+	if c.StopSignal != "SIGQUIT" || c.Resources != nil || c.ImageVolumes != nil || c.IDMappedImageVolumes != nil {
 		t.Fatalf("old record = %+v", c)
 	}
 	c.Resources = []byte(`{"linux":{"memoryLimitInBytes":"67108864"}}`)

@@ -164,7 +164,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}},
 		// Image volumes are mounted in the state: a reboot takes the
 		// mounts, and the next container that needs one mounts it again.
-		ImageVolumes:    &volume.Manager{Mounts: statedir.ImageVolumesUnder(cfg.State), Layers: images},
+		ImageVolumes:    imageVolumeManager{&volume.Manager{Mounts: statedir.ImageVolumesUnder(cfg.State), Layers: images}},
 		Meta:            store,
 		StateDir:        cfg.State,
 		RootfsRoot:      writableRoot,

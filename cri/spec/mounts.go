@@ -143,7 +143,8 @@ func Mounts(in Input, privileged, readonlyRoot bool) ([]specs.Mount, string, err
 // imageVolume is the bind mount of an image volume (CRI Mount.image) from
 // the source the caller mounted and resolved for it (Input.ImageVolumes),
 // and the rootfs propagation it needs. It is read-only whatever Readonly
-// says: every container that mounts the image shares one mount of it.
+// says: every container that mounts the image (or, idmapped, every
+// container of the pod) shares one mount of it.
 func imageVolume(in Input, m *runtimeapi.Mount, dst string) (specs.Mount, string, error) {
 	img := m.GetImage().GetImage()
 	if m.HostPath != "" {
@@ -183,11 +184,15 @@ func imageVolume(in Input, m *runtimeapi.Mount, dst string) (specs.Mount, string
 		opts = append(opts, "ro")
 	}
 	opts = append(opts, "nodev")
+	// Checked either way: the pod's mappings are the only ones supported.
 	uids, gids, err := mountIDMappings(in, m)
 	if err != nil {
 		return specs.Mount{}, "", err
 	}
-	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts, UIDMappings: uids, GIDMappings: gids}, prop, nil
+	if src.IDMapped {
+		uids, gids = nil, nil
+	}
+	return specs.Mount{Destination: dst, Type: "bind", Source: src.Source, Options: opts, UIDMappings: uids, GIDMappings: gids}, prop, nil
 }
 
 // mountIDMappings are the ID mappings of an idmapped mount: the kubelet

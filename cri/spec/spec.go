@@ -97,11 +97,22 @@ type Input struct {
 	// unified hosts.
 	CgroupV2 bool
 	// ImageVolumes are the sources of the container's image volume
-	// mounts, by clean container path: the image's shared read-only
-	// mount, or the path of the mount's image_sub_path inside it. A
-	// container with image volume mounts but none here is refused as
-	// unsupported.
-	ImageVolumes map[string]string
+	// mounts, by clean container path. A container with image volume
+	// mounts but none here is refused as unsupported.
+	ImageVolumes map[string]ImageVolume
+}
+
+// ImageVolume is the source the caller mounted for an image volume mount.
+type ImageVolume struct {
+	// Source is the image's shared read-only mount, or the path of the
+	// mount's image_sub_path inside it.
+	Source string
+	// IDMapped says that Source is idmapped with the pod's user namespace
+	// already (the caller mounted the image's layers so, for a mount with
+	// the pod's ID mappings): the bind then carries no ID mappings, since
+	// the executor would idmap it again, which the kernel refuses for an
+	// idmapped mount (and for an overlay at all).
+	IDMapped bool
 }
 
 // Generate builds the OCI spec for in. Errors caused by the request are

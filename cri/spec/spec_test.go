@@ -445,11 +445,11 @@ func TestGenerateImageVolumes(t *testing.T) {
 		m.Image = &runtimeapi.ImageSpec{Image: img}
 		return m
 	}
-	sources := map[string]string{"/vol": "/state/image-volumes/abc", "/sub": "/state/image-volumes/abc/data", "/etc/hosts": "/state/image-volumes/abc/hosts"}
+	sources := map[string]ImageVolume{"/vol": {Source: "/state/image-volumes/abc"}, "/sub": {Source: "/state/image-volumes/abc/data"}, "/etc/hosts": {Source: "/state/image-volumes/abc/hosts"}}
 	for _, tc := range []struct {
 		name     string
 		mount    *runtimeapi.Mount
-		sources  map[string]string
+		sources  map[string]ImageVolume
 		want     []string // options
 		rootProp string
 		err      error
@@ -478,7 +478,7 @@ func TestGenerateImageVolumes(t *testing.T) {
 			err: errdefs.ErrInvalidArgument},
 		{name: "no source", mount: vol(&runtimeapi.Mount{ContainerPath: "/elsewhere", Readonly: true}),
 			err: errdefs.ErrUnimplemented},
-		{name: "image volumes not set up", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true}), sources: map[string]string{},
+		{name: "image volumes not set up", mount: vol(&runtimeapi.Mount{ContainerPath: "/vol", Readonly: true}), sources: map[string]ImageVolume{},
 			err: errdefs.ErrUnimplemented},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -508,8 +508,8 @@ func TestGenerateImageVolumes(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("mounts at %s: %+v, want exactly the image volume", dst, got)
 			}
-			if got[0].Type != "bind" || got[0].Source != sources[dst] || !slices.Equal(got[0].Options, tc.want) {
-				t.Errorf("image volume = %+v, want a bind of %s with %v", got[0], sources[dst], tc.want)
+			if got[0].Type != "bind" || got[0].Source != sources[dst].Source || !slices.Equal(got[0].Options, tc.want) {
+				t.Errorf("image volume = %+v, want a bind of %s with %v", got[0], sources[dst].Source, tc.want)
 			}
 			if s.Linux.RootfsPropagation != tc.rootProp {
 				t.Errorf("rootfs propagation %q, want %q", s.Linux.RootfsPropagation, tc.rootProp)
@@ -554,6 +554,63 @@ func TestGenerateDevices(t *testing.T) {
 	in.Container.Devices = []*runtimeapi.Device{{HostPath: "/dev/does-not-exist", ContainerPath: "/dev/x"}}
 	if _, err := Generate(in); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("missing device: %v", err)
+	}
+}
+
+// TestGenerateImageVolumeUserNamespace: an image volume with the pod's ID
+// mappings binds a source idmapped already without mappings (the executor
+// must not idmap it again), and a plain source with them; other mappings,
+// or mappings in a pod without a user namespace, are refused either way.
+func TestGenerateImageVolumeUserNamespace(t *testing.T) {
+	podMap := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 65536, Length: 65536}}
+	otherMap := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 131072, Length: 65536}}
+	podNS := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: podMap, Gids: podMap}
+	wantMap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 65536, Size: 65536}}
+	for _, tc := range []struct {
+		name     string
+		pod      *runtimeapi.UserNamespace
+		idmapped bool
+		maps     []*runtimeapi.IDMapping
+		want     []specs.LinuxIDMapping
+		wantErr  error
+	}{
+		{name: "idmapped source", pod: podNS, idmapped: true, maps: podMap},
+		{name: "plain source", pod: podNS, maps: podMap, want: wantMap},
+		{name: "no mappings", pod: podNS},
+		{name: "idmapped source, other mappings", pod: podNS, idmapped: true, maps: otherMap, wantErr: errdefs.ErrInvalidArgument},
+		{name: "mappings in a pod without a user namespace", idmapped: true, maps: podMap, wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := baseInput(t)
+			if tc.pod != nil {
+				in.PodNS.User = "/ns/user"
+			}
+			in.Pod.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: tc.pod}}}
+			in.ImageVolumes = map[string]ImageVolume{"/vol": {Source: "/state/image-volumes/abc@p1", IDMapped: tc.idmapped}}
+			in.Container.Mounts = []*runtimeapi.Mount{{ContainerPath: "/vol", Image: &runtimeapi.ImageSpec{Image: "data:1"}, Readonly: true,
+				UidMappings: tc.maps, GidMappings: tc.maps}}
+			s, err := Generate(in)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range s.Mounts {
+				if m.Destination != "/vol" {
+					continue
+				}
+				if m.Source != "/state/image-volumes/abc@p1" || !slices.Equal(m.UIDMappings, tc.want) || !slices.Equal(m.GIDMappings, tc.want) {
+					t.Fatalf("image volume %+v, want a bind of the source with mappings %v", m, tc.want)
+				}
+				return
+			}
+			t.Fatal("no image volume mount")
+		})
 	}
 }
 

@@ -7,6 +7,8 @@ package rootfs
 // The clones never appear in the mount table: no temporary mount points to
 // clean after a crash, and no option string whose 4095 bytes cap the number
 // of layers. Overlay takes detached and O_PATH layers from Linux 6.15 on.
+// Read-only mounts of an image in a user namespace (image volumes) are the
+// same overlay without the writable layer (MountReadOnlyIDMapped).
 
 import (
 	"bytes"
@@ -76,6 +78,55 @@ func mountIDMapped(lowers []string, base, target, usernsPath string) error {
 	return nil
 }
 
+// MountReadOnlyIDMapped mounts at target a read-only, nodev view of lowers
+// (top-most first, at least one), each layer idmapped with the user
+// namespace at usernsPath, so that the layers' root-owned files belong to
+// the namespace's root: an overlay of the idmapped layers without an upper
+// layer or, for a single layer, which overlay refuses without an upper
+// one, the layer's idmapped clone. It serves an image's read-only mounts
+// (image volumes) in a user namespace, where idmapping the overlay itself
+// is not possible (overlayfs cannot be idmapped) but idmapping its layers
+// is. On error nothing is mounted.
+func MountReadOnlyIDMapped(lowers []string, target, usernsPath string) error {
+	if len(lowers) == 0 {
+		return fmt.Errorf("read-only idmapped mount on %s: no layers", target)
+	}
+	ns, err := openUserNS(usernsPath)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ns)
+	var mnt int
+	if len(lowers) == 1 {
+		mnt, err = readOnlyIDMapTree(lowers[0], ns)
+	} else {
+		mnt, err = idmappedOverlayReadOnly(lowers, ns)
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mnt)
+	if err := unix.MoveMount(mnt, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach read-only idmapped mount: %w", &os.PathError{Op: "move_mount", Path: target, Err: err})
+	}
+	return nil
+}
+
+// readOnlyIDMapTree is the idmapped clone of the mount at dir, read-only
+// and nodev.
+func readOnlyIDMapTree(dir string, ns int) (int, error) {
+	tree, err := idmapTree(dir, ns)
+	if err != nil {
+		return -1, fmt.Errorf("idmap layer %s: %w", dir, err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		unix.Close(tree)
+		return -1, fmt.Errorf("layer %s: mount_setattr read-only: %w", dir, err)
+	}
+	return tree, nil
+}
+
 // openUserNS opens the user namespace file at path and checks that it is
 // one an idmapping can be made with.
 func openUserNS(path string) (int, error) {
@@ -101,29 +152,10 @@ func openUserNS(path string) (int, error) {
 // base/{upper,work}, each layer idmapped with the user namespace ns, and
 // returns its descriptor, which the caller attaches or closes.
 func idmappedOverlay(lowers []string, base string, ns int) (int, error) {
-	// The idmapped clones must stay open until the superblock exists:
-	// closing a detached mount's last descriptor unmounts it, and overlay
-	// clones its layers' mounts only then.
-	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	fs, fds, err := overlayOfIDMappedLowers(lowers, ns)
+	defer func() { closeAll(fds) }()
 	if err != nil {
-		return -1, fmt.Errorf("fsopen overlay: %w", err)
-	}
-	fds = append(fds, fs)
-	for _, dir := range lowers {
-		tree, err := idmapTree(dir, ns)
-		if err != nil {
-			return -1, fmt.Errorf("idmap layer %s: %w", dir, err)
-		}
-		fds = append(fds, tree)
-		if err := unix.FsconfigSetFd(fs, "lowerdir+", tree); err != nil {
-			return -1, fmt.Errorf("overlay layer %s: %w", dir, fsconfigErr(fs, "lowerdir+", err))
-		}
+		return -1, err
 	}
 	tree, err := idmapTree(base, ns)
 	if err != nil {
@@ -173,6 +205,63 @@ func idmappedOverlay(lowers []string, base string, ns int) (int, error) {
 		return -1, fmt.Errorf("overlay came up read-only: it could not make its work directory in %s as the user namespace's root (host %d:%d); does the namespace map container root, is the filesystem writable?", filepath.Join(base, "work"), uid, gid)
 	}
 	return mnt, nil
+}
+
+// idmappedOverlayReadOnly makes a detached read-only, nodev overlay mount
+// of lowers (two at least), each idmapped with the user namespace ns, with
+// no upper layer, and returns its descriptor.
+//
+// Unlike a writable overlay it is created with the caller's own
+// credentials, without the switch to the namespace root's filesystem ids:
+// an overlay without an upper layer has no work directory and never copies
+// up or makes whiteouts, so its creator only reads through the idmapped
+// layers, and host root may read anything there (the host ids the layers
+// show are the initial namespace's, over which its capabilities hold).
+func idmappedOverlayReadOnly(lowers []string, ns int) (int, error) {
+	fs, fds, err := overlayOfIDMappedLowers(lowers, ns)
+	defer func() { closeAll(fds) }()
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, fmt.Errorf("create read-only overlay: %w", fsconfigErr(fs, "create", err))
+	}
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount read-only overlay: %w", err)
+	}
+	return mnt, nil
+}
+
+// overlayOfIDMappedLowers opens an overlay filesystem context (the first
+// descriptor returned) and gives it lowers, top-most first, as detached
+// clones idmapped with the user namespace ns. The caller closes every
+// descriptor returned, the context's included, on error too, but only once
+// the superblock exists: closing a detached mount's last descriptor
+// unmounts it, and overlay clones its layers' mounts only at creation.
+func overlayOfIDMappedLowers(lowers []string, ns int) (fs int, fds []int, _ error) {
+	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, nil, fmt.Errorf("fsopen overlay: %w", err)
+	}
+	fds = append(fds, fs)
+	for _, dir := range lowers {
+		tree, err := idmapTree(dir, ns)
+		if err != nil {
+			return -1, fds, fmt.Errorf("idmap layer %s: %w", dir, err)
+		}
+		fds = append(fds, tree)
+		if err := unix.FsconfigSetFd(fs, "lowerdir+", tree); err != nil {
+			return -1, fds, fmt.Errorf("overlay layer %s: %w", dir, fsconfigErr(fs, "lowerdir+", err))
+		}
+	}
+	return fs, fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 // idmapTree returns a detached clone of the mount at dir, idmapped with the

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/skiffcri/skiff/internal/statedir"
 )
 
@@ -308,5 +310,160 @@ func TestMountIDMappedPastOptionLimit(t *testing.T) {
 	}
 	if got := mountsUnder(t, tmp); len(got) != 0 {
 		t.Fatalf("mounts left: %q", got)
+	}
+}
+
+// TestMountReadOnlyIDMapped mounts one, two and three layers read-only
+// and idmapped: the layers' files show owned by the namespace's ids, the
+// top-most layer wins, a root-only directory of the image is readable by
+// the namespace's root (the overlay, made with host root's credentials,
+// reads its layers as host root may), nothing can be written, and the
+// mount is the only one in the mount table.
+func TestMountReadOnlyIDMapped(t *testing.T) {
+	tmp, _, top, bottom := idmapFixture(t)
+	mid := filepath.Join(tmp, "mid")
+	secret := filepath.Join(bottom, "private", "secret")
+	for path, data := range map[string]string{filepath.Join(mid, "f"): "mid", filepath.Join(mid, "m"): "m", secret: "root only"} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Dir(secret), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The middle layer deletes bottom's "gone" (a whiteout) and hides what
+	// bottom has in "o" (an opaque directory), as the unpacker writes
+	// them: overlay reads them through the idmapped layers as well.
+	for path, data := range map[string]string{filepath.Join(bottom, "gone"): "", filepath.Join(bottom, "o", "hidden"): "", filepath.Join(mid, "o", "kept"): "kept"} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mknod(filepath.Join(mid, "gone"), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(filepath.Join(mid, "o"), "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		t.Fatal(err)
+	}
+	userns := newUserNS(t)
+	for _, tc := range []struct {
+		name   string
+		layers []string
+		want   map[string]string
+		absent []string
+	}{
+		{"one layer", []string{bottom}, map[string]string{"f": "bottom", "g": "g\n", "gone": "", "o/hidden": ""}, nil},
+		{"two layers", []string{top, bottom}, map[string]string{"f": "top", "g": "g\n", "gone": ""}, nil},
+		{"three layers", []string{top, mid, bottom}, map[string]string{"f": "top", "m": "m", "g": "g\n", "o/kept": "kept"}, []string{"gone", "o/hidden"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := filepath.Join(tmp, "mnt")
+			if err := os.Mkdir(target, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.Remove(target) })
+			if err := MountReadOnlyIDMapped(tc.layers, target, userns); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = syscall.Unmount(target, syscall.MNT_DETACH) })
+			if got := mountsUnder(t, tmp); len(got) != 1 || got[0] != target {
+				t.Fatalf("mounts under the test dir = %q, want just %s", got, target)
+			}
+			for name, want := range tc.want {
+				if b, err := os.ReadFile(filepath.Join(target, name)); err != nil || string(b) != want {
+					t.Errorf("%s = %q, %v; want %q", name, b, err, want)
+				}
+			}
+			for _, name := range tc.absent {
+				if _, err := os.Lstat(filepath.Join(target, name)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s, deleted by an upper layer, shows: %v", name, err)
+				}
+			}
+			for path, want := range map[string]uint32{target: nsRoot, filepath.Join(target, "f"): nsRoot, filepath.Join(target, "www"): nsRoot + 33} {
+				if uid, gid := owner(t, path); uid != want || gid != want {
+					t.Errorf("%s is owned by %d:%d, want %d:%d", path, uid, gid, want, want)
+				}
+			}
+			// The namespace's root reads the image's root-only file; it
+			// writes nothing, and neither does host root.
+			sh := exec.Command("/bin/sh", "-c", `cat "$1/private/secret"; echo x > "$1/new" && echo written`, "sh", target)
+			sh.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nsRoot, Gid: nsRoot}}
+			out, _ := sh.CombinedOutput()
+			if !strings.HasPrefix(string(out), "root only") || !strings.Contains(string(out), "Read-only file system") {
+				t.Errorf("as the namespace's root: %q, want the secret read and the write refused (EROFS)", out)
+			}
+			for _, p := range []string{filepath.Join(target, "new"), filepath.Join(target, "f")} {
+				if err := os.WriteFile(p, nil, 0o644); !errors.Is(err, syscall.EROFS) {
+					t.Errorf("write %s as host root = %v, want EROFS", p, err)
+				}
+			}
+			var st unix.Statfs_t
+			if err := unix.Statfs(target, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Flags&unix.ST_RDONLY == 0 || st.Flags&unix.ST_NODEV == 0 {
+				t.Errorf("mount flags %#x, want read-only and nodev", st.Flags)
+			}
+			if err := syscall.Unmount(target, syscall.MNT_DETACH); err != nil {
+				t.Fatal(err)
+			}
+			if got := mountsUnder(t, tmp); len(got) != 0 {
+				t.Fatalf("mounts left: %q", got)
+			}
+			for _, l := range tc.layers {
+				if uid, gid := owner(t, filepath.Join(l, "f")); uid != 0 || gid != 0 {
+					t.Errorf("%s/f is owned by %d:%d on disk, want 0:0", l, uid, gid)
+				}
+			}
+		})
+	}
+}
+
+func TestMountReadOnlyIDMappedErrors(t *testing.T) {
+	tmp, _, top, bottom := idmapFixture(t)
+	userns := newUserNS(t)
+	target := filepath.Join(tmp, "mnt")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(tmp, "missing-layer")
+	for _, tc := range []struct {
+		name   string
+		layers []string
+		userns string
+		want   []string
+	}{
+		{name: "no layers", userns: userns, want: []string{target, "no layers"}},
+		{name: "not a user namespace", layers: []string{top, bottom}, userns: "/proc/self/ns/net", want: []string{"/proc/self/ns/net", "not a user namespace file"}},
+		{name: "own user namespace", layers: []string{bottom}, userns: "/proc/self/ns/user", want: []string{"the daemon's own"}},
+		{name: "missing layer", layers: []string{top, missing}, userns: userns, want: []string{"idmap layer " + missing, "open_tree", "no such file"}},
+		{name: "missing single layer", layers: []string{missing}, userns: userns, want: []string{"idmap layer " + missing, "no such file"}},
+		{name: "missing target", layers: []string{top, bottom}, userns: userns, want: []string{"move_mount", filepath.Join(tmp, "none")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tgt := target
+			if tc.name == "missing target" {
+				tgt = filepath.Join(tmp, "none")
+			}
+			err := MountReadOnlyIDMapped(tc.layers, tgt, tc.userns)
+			if err == nil {
+				_ = syscall.Unmount(tgt, syscall.MNT_DETACH)
+				t.Fatal("mount succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if got := mountsUnder(t, tmp); len(got) != 0 {
+				t.Errorf("mounts left: %q", got)
+			}
+		})
 	}
 }

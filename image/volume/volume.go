@@ -1,8 +1,10 @@
 // Package volume mounts images for containers' image volumes (KEP-4639,
 // CRI Mount.image): an image's unpacked layers, read-only, once per image
 // under the runtime state, for every container that mounts the image to
-// bind from. Which containers use a mount, and so when it goes, is the CRI
-// layer's to decide; this package only mounts and unmounts.
+// bind from; and once per image and pod with a user namespace, idmapped
+// with that namespace, for the pod's containers. Which containers use a
+// mount, and so when it goes, is the CRI layer's to decide; this package
+// only mounts and unmounts.
 package volume
 
 import (
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/image/rootfs"
 	"github.com/skiffcri/skiff/internal/statedir"
 )
 
@@ -29,8 +32,9 @@ type Layers interface {
 	LayerDirs(ctx context.Context, imageID string) ([]string, error)
 }
 
-// Manager mounts images at Mounts.Mount(<hex of the image ID>). It is safe
-// for concurrent use; it must not be copied after first use.
+// Manager mounts images at Mounts.Mount(<hex of the image ID>), and for
+// pods with a user namespace at Mounts.PodMount(<hex>, <pod ID>). It is
+// safe for concurrent use; it must not be copied after first use.
 type Manager struct {
 	Mounts statedir.ImageVolumes // e.g. /run/skiff/image-volumes
 	Layers Layers
@@ -44,12 +48,28 @@ type Manager struct {
 // maxMountData is the kernel's limit for the options string of mount(2).
 const maxMountData = 4096 - 1
 
+// MountOptions choose which of an image's mounts Mount makes.
+type MountOptions struct {
+	// Pod and UserNS, set together, ask for pod Pod's own mount of the
+	// image, shared by the pod's containers: its layers idmapped with the
+	// pod's user namespace at UserNS (e.g. the pinned
+	// /run/skiff/pods/<id>/ns/user), so that the image's files owned by
+	// root belong to the pod's root. Containers bind it as it is: the
+	// overlay of a multi-layer image cannot be idmapped (overlayfs does
+	// not allow it), nor can an idmapped mount be idmapped again. Unset,
+	// the mount is the image's plain one, shared by every container.
+	Pod, UserNS string
+}
+
 // Mount mounts the image's layers read-only and returns the mount point.
 // It is idempotent: an image that is mounted returns its mount point, one
 // whose mount is gone (the state was on a tmpfs and the host rebooted) is
 // mounted again.
-func (m *Manager) Mount(ctx context.Context, imageID string) (string, error) {
-	target, err := m.path(imageID)
+func (m *Manager) Mount(ctx context.Context, imageID string, opts MountOptions) (string, error) {
+	if (opts.Pod == "") != (opts.UserNS == "") {
+		return "", errdefs.InvalidArgument("image volume %s: a pod's mount needs both the pod (%q) and its user namespace (%q)", imageID, opts.Pod, opts.UserNS)
+	}
+	target, err := m.path(imageID, opts.Pod)
 	if err != nil {
 		return "", err
 	}
@@ -67,13 +87,20 @@ func (m *Manager) Mount(ctx context.Context, imageID string) (string, error) {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return "", fmt.Errorf("image volume %s: %w", imageID, err)
 	}
-	switch len(lowers) {
-	case 0:
+	switch {
+	case opts.UserNS != "":
+		if len(lowers) == 0 {
+			// As below, the empty mount point shows an image without
+			// layers, idmapped onto itself.
+			lowers = []string{target}
+		}
+		err = rootfs.MountReadOnlyIDMapped(lowers, target, opts.UserNS)
+	case len(lowers) == 0:
 		// An image without layers shows an empty directory: the mount
 		// point itself, bound read-only onto itself so that it is a mount
 		// like the others and cannot be written through.
 		err = bindReadOnly(target, target)
-	case 1:
+	case len(lowers) == 1:
 		// overlay refuses a single lower layer without an upper one
 		// (6.18 still does), and a read-only bind of the layer is the same
 		// view.
@@ -88,11 +115,12 @@ func (m *Manager) Mount(ctx context.Context, imageID string) (string, error) {
 	return target, nil
 }
 
-// Unmount unmounts the image and removes its mount point. It is
-// idempotent. Containers that bound the mount keep their copies: their
-// mount namespaces hold the image's filesystem.
-func (m *Manager) Unmount(ctx context.Context, imageID string) error {
-	target, err := m.path(imageID)
+// Unmount unmounts the image's mount of pod (its plain mount when pod is
+// "") and removes the mount point. It is idempotent. Containers that bound
+// the mount keep their copies: their mount namespaces hold the image's
+// filesystem.
+func (m *Manager) Unmount(ctx context.Context, imageID, pod string) error {
+	target, err := m.path(imageID, pod)
 	if err != nil {
 		return err
 	}
@@ -121,14 +149,26 @@ func (m *Manager) Unmount(ctx context.Context, imageID string) error {
 	return nil
 }
 
-// path is the mount point of imageID, which must be a full image ID
-// ("sha256:" and 64 hex digits) since its digest becomes a path element.
-func (m *Manager) path(imageID string) (string, error) {
+// path is the mount point of imageID for pod ("": the plain mount).
+// imageID must be a full image ID ("sha256:" and 64 hex digits) and pod a
+// pod ID (64 hex digits), since they become a path element.
+func (m *Manager) path(imageID, pod string) (string, error) {
 	hex, ok := strings.CutPrefix(imageID, "sha256:")
-	if !ok || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+	if !ok || !isDigest(hex) {
 		return "", errdefs.InvalidArgument("image volume: %q is not a full image ID (sha256:<64 hex digits>)", imageID)
 	}
-	return m.Mounts.Mount(hex), nil
+	if pod == "" {
+		return m.Mounts.Mount(hex), nil
+	}
+	if !isDigest(pod) {
+		return "", errdefs.InvalidArgument("image volume %s: %q is not a pod ID (64 hex digits)", imageID, pod)
+	}
+	return m.Mounts.PodMount(hex, pod), nil
+}
+
+// isDigest reports whether s is 64 lower-case hex digits.
+func isDigest(s string) bool {
+	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 // isMounted reports whether path is a mount point; a path that does not

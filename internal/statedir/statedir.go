@@ -10,7 +10,10 @@
 // Per image mounted as an image volume (<state>/image-volumes/<hex>, hex
 // being the image ID without its "sha256:"): the image volume manager
 // mounts the image's layers there, read-only, once for every container
-// that mounts the image.
+// that mounts the image. A pod with a user namespace has its own mount of
+// the image, idmapped with that namespace, for its containers whose image
+// volumes carry the pod's ID mappings: <state>/image-volumes/<hex>@<pod
+// ID>.
 package statedir
 
 import "path/filepath"
@@ -59,3 +62,11 @@ type ImageVolumes struct {
 // Mount is where the image whose ID has the hex digest hex is mounted.
 // The caller checks that hex is a digest: it becomes a path element.
 func (v ImageVolumes) Mount(hex string) string { return filepath.Join(v.Root, hex) }
+
+// PodMount is where the image whose ID has the hex digest hex is mounted
+// idmapped with pod's user namespace, for that pod's containers. The
+// caller checks that hex and pod are hex digits: they become a path
+// element, which "@" keeps apart from every plain mount's.
+func (v ImageVolumes) PodMount(hex, pod string) string {
+	return filepath.Join(v.Root, hex+"@"+pod)
+}

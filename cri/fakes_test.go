@@ -362,6 +362,8 @@ type fakeKernel struct {
 	hugetlb bool
 	// cgroups are the stats of cgroups by path.
 	cgroups map[string]*cgroups.Stats
+	// cgroupErrs fail the reads of cgroups by path.
+	cgroupErrs map[string]error
 }
 
 func (k fakeKernel) OOMScoreAdj(int) (int, error) { return k.minOOM, nil }
@@ -369,9 +371,12 @@ func (k fakeKernel) HugetlbLimited(string, string) (bool, error) {
 	return k.hugetlb, nil
 }
 
-// CgroupStats answers the stats set for a cgroup path, and NotFound (a
-// cgroup that is gone) for any other.
+// CgroupStats answers the error or the stats set for a cgroup path, and
+// NotFound (a cgroup that is gone) for any other.
 func (k fakeKernel) CgroupStats(path string) (*cgroups.Stats, error) {
+	if err := k.cgroupErrs[path]; err != nil {
+		return nil, err
+	}
 	if st, ok := k.cgroups[path]; ok {
 		return st, nil
 	}

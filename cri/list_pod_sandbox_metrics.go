@@ -22,12 +22,22 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPo
 	if err != nil {
 		return nil, fmt.Errorf("list pod sandbox metrics: %w", err)
 	}
+	// One read of the container records for all pods: the kubelet asks on
+	// every scrape of /metrics/cadvisor.
+	all, err := s.meta.Containers()
+	if err != nil {
+		return nil, fmt.Errorf("list pod sandbox metrics: %w", err)
+	}
+	byPod := map[string][]*meta.Container{}
+	for _, c := range all {
+		byPod[c.PodID] = append(byPod[c.PodID], c)
+	}
 	resp := &runtimeapi.ListPodSandboxMetricsResponse{}
 	for _, p := range pods {
 		if p.State != podReady {
 			continue
 		}
-		m, err := s.podMetrics(ctx, p)
+		m, err := s.podMetrics(ctx, p, byPod[p.ID])
 		if err != nil {
 			s.log.Warn("pod sandbox metrics", "pod", p.ID, "err", err)
 			continue
@@ -37,11 +47,11 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPo
 	return resp, nil
 }
 
-// podMetrics reads one pod's metrics through the same paths as
-// PodSandboxStats. A container whose usage cannot be read is logged and
-// left out; one whose cgroup is gone has exited and reports nothing, as
-// cAdvisor reports only cgroups that exist.
-func (s *Server) podMetrics(ctx context.Context, pod *meta.Pod) (*runtimeapi.PodSandboxMetrics, error) {
+// podMetrics reads the metrics of a pod and of its containers recs,
+// through the same paths as PodSandboxStats. A container whose usage
+// cannot be read is logged and left out; one whose cgroup is gone has
+// exited and reports nothing, as cAdvisor reports only cgroups that exist.
+func (s *Server) podMetrics(ctx context.Context, pod *meta.Pod, recs []*meta.Container) (*runtimeapi.PodSandboxMetrics, error) {
 	cfg, err := podConfig(pod)
 	if err != nil {
 		return nil, fmt.Errorf("metrics of pod %s: %w", pod.ID, err)
@@ -50,10 +60,6 @@ func (s *Server) podMetrics(ctx context.Context, pod *meta.Pod) (*runtimeapi.Pod
 	network, err := s.podNetworkUsage(ctx, pod)
 	if err != nil {
 		return nil, err
-	}
-	recs, err := s.podContainers(pod.ID)
-	if err != nil {
-		return nil, fmt.Errorf("metrics of pod %s: %w", pod.ID, err)
 	}
 	out := &runtimeapi.PodSandboxMetrics{
 		PodSandboxId: pod.ID,

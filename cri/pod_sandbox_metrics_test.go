@@ -195,6 +195,13 @@ func TestListPodSandboxMetrics(t *testing.T) {
 	if cs.Stats.GetMemory().GetWorkingSetBytes().GetValue() != 70<<20 || cs.Stats.GetCpu().GetUsageCoreNanoSeconds().GetValue() != 2_500_000_000 {
 		t.Errorf("ContainerStats = %v", cs.Stats)
 	}
+	ps, err := e.s.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: e.pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := ps.Stats.GetLinux(); l.GetProcess().GetProcessCount().GetValue() != 3 || l.GetMemory().GetWorkingSetBytes().GetValue() != 70<<20 {
+		t.Errorf("PodSandboxStats = %v, want the processes and working set of c1", l)
+	}
 }
 
 // checkDescribed checks that every metric of pm is described, with as
@@ -256,6 +263,24 @@ func TestListPodSandboxMetricsUnreadablePod(t *testing.T) {
 	}
 	if len(resp.PodMetrics) != 0 {
 		t.Errorf("pods %v, want none", resp.PodMetrics)
+	}
+}
+
+func TestListPodSandboxMetricsUnreadableContainer(t *testing.T) {
+	e := newMetricsEnv(t)
+	rec, err := e.s.meta.Container(e.c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := e.s.kernel.(fakeKernel)
+	k.cgroupErrs = map[string]error{rec.CgroupPath: errors.New("read memory.stat: input/output error")}
+	e.s.kernel = k
+	resp, err := e.s.ListPodSandboxMetrics(context.Background(), &runtimeapi.ListPodSandboxMetricsRequest{})
+	if err != nil || len(resp.PodMetrics) != 1 {
+		t.Fatalf("ListPodSandboxMetrics = %v, %v; want the pod", resp, err)
+	}
+	if pm := resp.PodMetrics[0]; len(pm.ContainerMetrics) != 0 || len(pm.Metrics) == 0 {
+		t.Errorf("pod metrics %v, want its network and no container", pm)
 	}
 }
 

@@ -68,11 +68,13 @@ func (s *Server) containerUsage(ctx context.Context, rec *meta.Container) (*cont
 		return nil, err
 	}
 	u := &containerUsage{rec: rec, cfg: cfg, at: time.Now().UnixNano()}
+	// A record from before cgroup paths were kept, whose pod record is
+	// gone, has no cgroup left either.
 	path, err := s.containerCgroup(rec)
-	if err != nil {
-		return nil, fmt.Errorf("stats of container %s: %w", rec.ID, err)
+	if err == nil {
+		u.cgroup, err = s.kernel.CgroupStats(path)
 	}
-	if u.cgroup, err = s.kernel.CgroupStats(path); err != nil {
+	if err != nil {
 		if !errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("stats of container %s: %w", rec.ID, err)
 		}

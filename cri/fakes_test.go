@@ -23,6 +23,7 @@ import (
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/image"
 	"github.com/skiffcri/skiff/meta"
+	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
 // The fakes below stand in for the packages the CRI layer drives, so that
@@ -400,11 +401,27 @@ func (s *fakeShim) InitPID() int {
 type fakeKernel struct {
 	minOOM  int
 	hugetlb bool
+	// cgroups are the stats of cgroups by path.
+	cgroups map[string]*cgroups.Stats
+	// cgroupErrs fail the reads of cgroups by path.
+	cgroupErrs map[string]error
 }
 
 func (k fakeKernel) OOMScoreAdj(int) (int, error) { return k.minOOM, nil }
 func (k fakeKernel) HugetlbLimited(string, string) (bool, error) {
 	return k.hugetlb, nil
+}
+
+// CgroupStats answers the error or the stats set for a cgroup path, and
+// NotFound (a cgroup that is gone) for any other.
+func (k fakeKernel) CgroupStats(path string) (*cgroups.Stats, error) {
+	if err := k.cgroupErrs[path]; err != nil {
+		return nil, err
+	}
+	if st, ok := k.cgroups[path]; ok {
+		return st, nil
+	}
+	return nil, errdefs.NotFound("cgroup %s", path)
 }
 
 type fakeNetStats struct {

@@ -36,6 +36,9 @@ type kernelView interface {
 	// hugepage limits of pagesize (e.g. "2MB"). The executor skips them
 	// when the hugetlb controller is not on the hierarchy it writes.
 	HugetlbLimited(cgroupPath, pagesize string) (bool, error)
+	// CgroupStats reads the usage counters of the cgroup at cgroupPath;
+	// a cgroup that is gone is errdefs.ErrNotFound.
+	CgroupStats(cgroupPath string) (*cgroups.Stats, error)
 }
 
 // procKernel reads /proc and the cgroup filesystems.
@@ -52,6 +55,14 @@ func (procKernel) OOMScoreAdj(pid int) (int, error) {
 		return 0, fmt.Errorf("parse %s: %w", path, err)
 	}
 	return v, nil
+}
+
+func (procKernel) CgroupStats(cgroupPath string) (*cgroups.Stats, error) {
+	cg, err := cgroups.Load(cgroupPath)
+	if err != nil {
+		return nil, err
+	}
+	return cg.Stats()
 }
 
 func (procKernel) HugetlbLimited(cgroupPath, pagesize string) (bool, error) {

@@ -44,37 +44,69 @@ func (s *Server) containerCgroup(rec *meta.Container) (string, error) {
 	return cgroupPath(cfg, rec.ID), nil
 }
 
-// cgroupOf opens a container's cgroup for reading its stats; the executor
-// in the pod's shim is the only writer.
-func (s *Server) cgroupOf(rec *meta.Container) (*cgroups.Manager, error) {
-	path, err := s.containerCgroup(rec)
-	if err != nil {
-		return nil, err
-	}
-	return cgroups.Load(path)
+// containerUsage is what a container uses, read once per request and
+// shared by the stats RPCs and the metrics RPCs, so both report the same
+// figures from the same reads.
+type containerUsage struct {
+	rec *meta.Container
+	cfg *runtimeapi.ContainerConfig
+	// at is when the usage was read, in Unix nanoseconds.
+	at int64
+	// cgroup is nil when the container's cgroup is gone (exited and
+	// cleaned up): it then uses nothing.
+	cgroup *cgroups.Stats
+	// layer is nil when Skiff was given no writable-layer root or the
+	// layer could not be measured.
+	layer *runtimeapi.FilesystemUsage
 }
 
-// containerStats reads usage from the container's cgroup; a container whose
-// cgroup is gone (exited and cleaned up) reports zero usage.
-func (s *Server) containerStats(ctx context.Context, rec *meta.Container) (*runtimeapi.ContainerStats, error) {
+// containerUsage reads a container's cgroup (the executor in the pod's
+// shim is its only writer) and its writable layer.
+func (s *Server) containerUsage(ctx context.Context, rec *meta.Container) (*containerUsage, error) {
 	cfg, err := containerConfig(rec)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixNano()
-	out := &runtimeapi.ContainerStats{
-		Attributes: &runtimeapi.ContainerAttributes{
-			Id: rec.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-		},
-		Cpu:    &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{}},
-		Memory: &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{}},
-		Swap:   &runtimeapi.SwapUsage{Timestamp: now},
+	u := &containerUsage{rec: rec, cfg: cfg, at: time.Now().UnixNano()}
+	// A record from before cgroup paths were kept, whose pod record is
+	// gone, has no cgroup left either.
+	path, err := s.containerCgroup(rec)
+	if err == nil {
+		u.cgroup, err = s.kernel.CgroupStats(path)
 	}
-	if cg, err := s.cgroupOf(rec); err == nil {
-		st, err := cg.Stats()
-		if err != nil {
+	if err != nil {
+		if !errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("stats of container %s: %w", rec.ID, err)
 		}
+		u.cgroup = nil
+	}
+	if s.rootfsRoot != "" {
+		// The filesystem is the one holding every writable layer, named as
+		// ImageFsInfo's container_filesystems names it: the kubelet looks
+		// its capacity up once per mountpoint.
+		upper := filepath.Join(s.rootfsRoot, rec.ID, "upper")
+		if used, inodes, err := treeUsage(ctx, upper); err == nil {
+			u.layer = &runtimeapi.FilesystemUsage{
+				Timestamp: u.at, FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: s.rootfsRoot},
+				UsedBytes: &runtimeapi.UInt64Value{Value: used}, InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
+			}
+		}
+	}
+	return u, nil
+}
+
+// stats is the usage as ContainerStats reports it.
+func (u *containerUsage) stats() *runtimeapi.ContainerStats {
+	out := &runtimeapi.ContainerStats{
+		Attributes: &runtimeapi.ContainerAttributes{
+			Id: u.rec.ID, Metadata: u.cfg.GetMetadata(), Labels: u.cfg.GetLabels(), Annotations: u.cfg.GetAnnotations(),
+		},
+		Cpu:           &runtimeapi.CpuUsage{Timestamp: u.at, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{}},
+		Memory:        &runtimeapi.MemoryUsage{Timestamp: u.at, WorkingSetBytes: &runtimeapi.UInt64Value{}},
+		Swap:          &runtimeapi.SwapUsage{Timestamp: u.at},
+		WritableLayer: u.layer,
+	}
+	if st := u.cgroup; st != nil {
 		out.Cpu.UsageCoreNanoSeconds.Value = st.CPU.UsageNanos
 		m := out.Memory
 		m.WorkingSetBytes.Value = st.Memory.WorkingSet
@@ -86,22 +118,18 @@ func (s *Server) containerStats(ctx context.Context, rec *meta.Container) (*runt
 			m.AvailableBytes = &runtimeapi.UInt64Value{Value: st.Memory.Limit - st.Memory.WorkingSet}
 		}
 		out.Swap.SwapUsageBytes = &runtimeapi.UInt64Value{Value: st.Memory.Swap}
-	} else if !errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("stats of container %s: %w", rec.ID, err)
 	}
-	if s.rootfsRoot != "" {
-		// The filesystem is the one holding every writable layer, named as
-		// ImageFsInfo's container_filesystems names it: the kubelet looks
-		// its capacity up once per mountpoint.
-		upper := filepath.Join(s.rootfsRoot, rec.ID, "upper")
-		if used, inodes, err := treeUsage(ctx, upper); err == nil {
-			out.WritableLayer = &runtimeapi.FilesystemUsage{
-				Timestamp: now, FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: s.rootfsRoot},
-				UsedBytes: &runtimeapi.UInt64Value{Value: used}, InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
-			}
-		}
+	return out
+}
+
+// containerStats reads usage from the container's cgroup; a container whose
+// cgroup is gone (exited and cleaned up) reports zero usage.
+func (s *Server) containerStats(ctx context.Context, rec *meta.Container) (*runtimeapi.ContainerStats, error) {
+	u, err := s.containerUsage(ctx, rec)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return u.stats(), nil
 }
 
 // ContainerStats reports a container's CPU, memory and writable layer usage.
@@ -175,19 +203,18 @@ func (s *Server) podStats(ctx context.Context, pod *meta.Pod) (*runtimeapi.PodSa
 		Process: &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{}},
 	}
 	for _, rec := range recs {
-		st, err := s.containerStats(ctx, rec)
+		u, err := s.containerUsage(ctx, rec)
 		if err != nil {
 			continue
 		}
+		st := u.stats()
 		linux.Containers = append(linux.Containers, st)
 		linux.Cpu.UsageCoreNanoSeconds.Value += st.GetCpu().GetUsageCoreNanoSeconds().GetValue()
 		linux.Memory.WorkingSetBytes.Value += st.GetMemory().GetWorkingSetBytes().GetValue()
 		linux.Memory.UsageBytes.Value += st.GetMemory().GetUsageBytes().GetValue()
 		linux.Memory.RssBytes.Value += st.GetMemory().GetRssBytes().GetValue()
-		if cg, err := s.cgroupOf(rec); err == nil {
-			if cs, err := cg.Stats(); err == nil {
-				linux.Process.ProcessCount.Value += cs.Pids.Current
-			}
+		if u.cgroup != nil {
+			linux.Process.ProcessCount.Value += u.cgroup.Pids.Current
 		}
 	}
 	if linux.Network, err = s.podNetworkUsage(ctx, pod); err != nil {

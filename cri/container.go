@@ -435,6 +435,7 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 	if err := s.rootfs.Unmount(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	s.layers.forget(s.writableLayer(rec.ID))
 	if err := os.RemoveAll(s.containerDir(rec.ID)); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}

@@ -31,7 +31,7 @@ func (s *Server) ImageFsInfo(ctx context.Context, req *runtimeapi.ImageFsInfoReq
 		InodesUsed: &runtimeapi.UInt64Value{Value: u.InodesUsed},
 	}}}
 	if s.rootfsRoot != "" {
-		used, inodes, err := treeUsage(ctx, s.rootfsRoot)
+		used, inodes, err := s.layers.get(ctx, s.lifetime(), s.rootfsRoot)
 		if err != nil {
 			return nil, fmt.Errorf("container fs info of %s: %w", s.rootfsRoot, err)
 		}

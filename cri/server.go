@@ -125,6 +125,9 @@ type Server struct {
 
 	// containers lays out the per-container state directories.
 	containers statedir.Containers
+	// layers caches the usage of the writable layers (and of the tree
+	// holding them), refreshed in the background.
+	layers *layerUsage
 
 	locks keyedLocks
 	// lostLocks serialise the clean-up of containers whose shim died.
@@ -161,6 +164,7 @@ func New(opts Options) *Server {
 		cgroupV2:     opts.CgroupV2,
 		handlers:     slices.Sorted(slices.Values(opts.RuntimeHandlers)),
 		features:     opts.Features,
+		layers:       newLayerUsage(treeUsage),
 		log:          log,
 		kernel:       procKernel{},
 		netStats:     opts.NetStats,

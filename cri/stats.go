@@ -84,8 +84,7 @@ func (s *Server) containerUsage(ctx context.Context, rec *meta.Container) (*cont
 		// The filesystem is the one holding every writable layer, named as
 		// ImageFsInfo's container_filesystems names it: the kubelet looks
 		// its capacity up once per mountpoint.
-		upper := filepath.Join(s.rootfsRoot, rec.ID, "upper")
-		if used, inodes, err := treeUsage(ctx, upper); err == nil {
+		if used, inodes, err := s.layers.get(ctx, s.lifetime(), s.writableLayer(rec.ID)); err == nil {
 			u.layer = &runtimeapi.FilesystemUsage{
 				Timestamp: u.at, FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: s.rootfsRoot},
 				UsedBytes: &runtimeapi.UInt64Value{Value: used}, InodesUsed: &runtimeapi.UInt64Value{Value: inodes},

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
@@ -420,9 +421,16 @@ func TestImageFsInfoContainerFilesystems(t *testing.T) {
 	if err := os.Link(filepath.Join(e.s.rootfsRoot, "a/upper/data"), filepath.Join(e.s.rootfsRoot, "a/upper/link")); err != nil {
 		t.Fatal(err)
 	}
-	resp, err = e.s.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
-	if err != nil {
-		t.Fatal(err)
+	// The usage is cached: the next call still answers the old value and
+	// starts a refresh once it is old; a later one sees the new usage.
+	e.s.layers.now = func() time.Time { return time.Now().Add(time.Hour) }
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if resp, err = e.s.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetContainerFilesystems()[0].GetInodesUsed().GetValue() != 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	img := resp.GetImageFilesystems()
 	if len(img) != 1 || img[0].GetFsId().GetMountpoint() != "/var/lib/skiff/layers" || img[0].GetUsedBytes().GetValue() != 4096 || img[0].GetInodesUsed().GetValue() != 3 {

@@ -431,7 +431,39 @@ func (e *Executor) Update(ctx context.Context, id string, res *specs.LinuxResour
 	if cg == nil {
 		return errdefs.FailedPrecondition("container %q has no cgroup", id)
 	}
+	if err := checkMemoryDecrease(cg, res); err != nil {
+		return fmt.Errorf("update container %q: %w", id, err)
+	}
 	return cg.Set(res)
+}
+
+// memoryUser is a CgroupManager that knows the memory its processes hold
+// (oci/cgroups does).
+type memoryUser interface {
+	WorkingSet() (uint64, error)
+}
+
+// checkMemoryDecrease refuses a memory limit below what the container
+// holds now: on cgroup v2 the kernel would OOM-kill it to get there, on v1
+// it fails with EBUSY after reclaiming what it could. The figure is the
+// working set (usage less inactive page cache), which the kernel can
+// reclaim and the kubelet checks too.
+func checkMemoryDecrease(cg CgroupManager, res *specs.LinuxResources) error {
+	if res.Memory == nil || res.Memory.Limit == nil || *res.Memory.Limit <= 0 {
+		return nil
+	}
+	mu, ok := cg.(memoryUser)
+	if !ok {
+		return nil
+	}
+	ws, err := mu.WorkingSet()
+	if err != nil {
+		return fmt.Errorf("read memory usage: %w", err)
+	}
+	if limit := uint64(*res.Memory.Limit); ws > limit {
+		return errdefs.FailedPrecondition("memory limit %d is below the %d bytes the container uses now: lower it once the usage has dropped", limit, ws)
+	}
+	return nil
 }
 
 // Delete removes a stopped (or, with force, any) container: kills what is

@@ -82,3 +82,51 @@ func TestUpdate(t *testing.T) {
 		t.Errorf("no resources: %v, want InvalidArgument", err)
 	}
 }
+
+// usingCgroup is a recordingCgroup whose processes hold ws bytes.
+type usingCgroup struct {
+	recordingCgroup
+	ws uint64
+}
+
+func (c *usingCgroup) WorkingSet() (uint64, error) { return c.ws, nil }
+
+// TestUpdateMemoryDecrease: a memory limit below the working set is refused
+// before anything is written; at or above it, or without a limit, it goes
+// through.
+func TestUpdateMemoryDecrease(t *testing.T) {
+	root := t.TempDir()
+	cg := &usingCgroup{ws: 100 << 20}
+	e := &Executor{StateDir: root, NewCgroup: func(string, *specs.LinuxResources) (CgroupManager, error) { return cg, nil }}
+	dir := filepath.Join(root, "c1")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeState(dir, &State{State: specs.State{ID: "c1"}, CgroupsPath: "/kubepods/p/c1"}); err != nil {
+		t.Fatal(err)
+	}
+	mem := func(n int64) *specs.LinuxResources { return &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &n}} }
+	shares := uint64(512)
+	for _, tc := range []struct {
+		name string
+		res  *specs.LinuxResources
+		want error
+	}{
+		{"below the working set", mem(64 << 20), errdefs.ErrFailedPrecondition},
+		{"at the working set", mem(100 << 20), nil},
+		{"above", mem(200 << 20), nil},
+		{"unlimited", mem(-1), nil},
+		{"no memory change", &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(cg.set)
+			err := e.Update(context.Background(), "c1", tc.res)
+			if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if wrote := len(cg.set) > before; wrote != (tc.want == nil) {
+				t.Fatalf("wrote the cgroup: %v, want %v", wrote, tc.want == nil)
+			}
+		})
+	}
+}

@@ -48,6 +48,16 @@ type PidsStats struct {
 	Limit   uint64 // math.MaxUint64 when unlimited
 }
 
+// WorkingSet is the memory the cgroup holds that the kernel cannot simply
+// drop: usage less inactive page cache (MemoryStats.WorkingSet).
+func (m *Manager) WorkingSet() (uint64, error) {
+	st, err := m.Stats()
+	if err != nil {
+		return 0, err
+	}
+	return st.Memory.WorkingSet, nil
+}
+
 // Stats reads the cgroup's usage counters. Controllers that are not
 // mounted leave their section zero.
 func (m *Manager) Stats() (*Stats, error) {

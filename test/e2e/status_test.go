@@ -12,6 +12,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -402,5 +404,37 @@ func TestPodSandboxStatsNetwork(t *testing.T) {
 	}
 	if n := hresp.GetStats().GetLinux().GetNetwork(); n != nil {
 		t.Errorf("host-network pod reports network %v, want none", n)
+	}
+}
+
+// TestUpdateMemoryBelowUsage: lowering a running container's memory limit
+// below what it holds is refused with FailedPrecondition (the kernel would
+// OOM-kill it on cgroup v2, fail with EBUSY on v1); the container keeps
+// running with its limit, and a limit above the usage is applied.
+func TestUpdateMemoryBelowUsage(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "shrink")
+	c := containerConfig("holder", busybox, "sh", "-c", "head -c 67108864 /dev/zero > /dev/shm/held && echo held && exec sleep 1000")
+	c.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 256 << 20}
+	id := d.createContainer(t, podID, podCfg, c)
+	d.startContainer(t, id)
+	waitLog(t, filepath.Join(podCfg.LogDirectory, "holder.log"), "stdout", "held", 30*time.Second)
+
+	_, err := d.rt.UpdateContainerResources(ctxT(t, 30*time.Second), &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: id, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 16 << 20}})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "below") {
+		t.Fatalf("UpdateContainerResources to 16 MiB with 64 MiB held: %v, want FailedPrecondition", err)
+	}
+	st := d.containerStatus(t, id)
+	if st.State != runtimeapi.ContainerState_CONTAINER_RUNNING || st.GetResources().GetLinux().GetMemoryLimitInBytes() != 256<<20 {
+		t.Fatalf("after the refused update: state %v, memory limit %d; want running with 256 MiB", st.State, st.GetResources().GetLinux().GetMemoryLimitInBytes())
+	}
+	if _, err := d.rt.UpdateContainerResources(ctxT(t, 30*time.Second), &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: id, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 << 20}}); err != nil {
+		t.Fatalf("UpdateContainerResources to 128 MiB: %v", err)
+	}
+	if got := d.containerStatus(t, id).GetResources().GetLinux().GetMemoryLimitInBytes(); got != 128<<20 {
+		t.Fatalf("memory limit after the update = %d, want 128 MiB", got)
 	}
 }

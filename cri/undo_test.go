@@ -497,6 +497,11 @@ func TestStateOfAContainerWhoseShimJustWent(t *testing.T) {
 	e.shims.set(id, func(st *ContainerState) {
 		st.Status, st.ExitCode, st.Reason, st.FinishedAt = StateExited, 0, "Completed", time.Now()
 	})
+	// The exit watch reads the shims too: let it see the exit first.
+	waitFor(t, "the exit to be seen", func() bool {
+		rec, err := e.s.meta.Container(id)
+		return err == nil && rec.ExitSeen
+	})
 	e.s.shims = goneShims{e.shims}
 	resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 	if err != nil {

@@ -138,6 +138,10 @@ type Container struct {
 	// image volumes, each once. The record lists them before they are
 	// mounted, so an image's shared mount stays while any record names it.
 	ImageVolumes []string `json:"imageVolumes,omitempty"`
+	// ExitSeen is set once skiffd has observed the container's exit and
+	// published its CONTAINER_STOPPED event, so that a restarted skiffd
+	// publishes the exits it missed, and only those.
+	ExitSeen bool `json:"exitSeen,omitempty"`
 }
 
 // PutPod writes p, replacing any record with the same ID.

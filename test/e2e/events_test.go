@@ -2,6 +2,11 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,17 +188,109 @@ func TestEventsAfterRestart(t *testing.T) {
 	d.restart()
 
 	ev := d.subscribe(t)
-	e, _ := ev.expect(t, missed, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, podID)
-	if st := eventStatus(e, missed); st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 7 {
+	// Everything the new subscriber gets in its first seconds: the missed
+	// exit, once, and nothing about the exit published before the crash.
+	var got []*runtimeapi.ContainerEventResponse
+	for deadline := time.After(3 * time.Second); ; {
+		select {
+		case e := <-ev.ch:
+			got = append(got, e)
+			continue
+		case err := <-ev.err:
+			t.Fatalf("event stream ended: %v", err)
+		case <-deadline:
+		}
+		break
+	}
+	var missedEv *runtimeapi.ContainerEventResponse
+	for _, e := range got {
+		switch e.ContainerId {
+		case missed:
+			if missedEv != nil || e.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
+				t.Errorf("event %s about the container that exited while skiffd was down (one STOPPED wanted)", e.ContainerEventType)
+			}
+			missedEv = e
+		case seen, running:
+			t.Errorf("event %s about %s after the restart", e.ContainerEventType, e.ContainerId)
+		}
+	}
+	if missedEv == nil {
+		t.Fatalf("no STOPPED event for the exit missed while skiffd was down (got %d events)", len(got))
+	}
+	if missedEv.PodSandboxStatus.GetId() != podID {
+		t.Errorf("missed STOPPED event: pod status %v", missedEv.PodSandboxStatus)
+	}
+	if st := eventStatus(missedEv, missed); st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 7 {
 		t.Fatalf("missed STOPPED event: status %v, want EXITED with code 7", st)
 	}
-	ev.none(t, seen, time.Second)
 
 	if _, err := d.rt.StopContainer(ctxT(t, time.Minute), &runtimeapi.StopContainerRequest{ContainerId: running, Timeout: 0}); err != nil {
 		t.Fatal(err)
 	}
-	e, _ = ev.expect(t, running, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, podID)
+	e, _ := ev.expect(t, running, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, podID)
 	if st := eventStatus(e, running); st.GetExitCode() != 137 {
 		t.Errorf("STOPPED event after the restart: status %v", st)
+	}
+}
+
+// TestEventsShimKilled: when a pod's shim dies, each of its containers
+// gives one STOPPED event (exit 137, reason ShimLost) and the pod a
+// STOPPED event, without any CRI call.
+func TestEventsShimKilled(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	podID, podCfg := d.runPod(t, "events-shim-killed")
+	ev := d.subscribe(t)
+	ids := []string{
+		d.runContainer(t, podID, podCfg, "a", "sleep", "1000"),
+		d.runContainer(t, podID, podCfg, "b", "sleep", "1000"),
+	}
+	for _, id := range ids {
+		d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	}
+	b, err := os.ReadFile(filepath.Join(d.state, "shims", podID, "shim.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 shim %d: %v", shimPid, err)
+	}
+	// The events of different containers may interleave: gather them.
+	stopped := map[string]*runtimeapi.ContainerEventResponse{}
+	deadline := time.After(60 * time.Second)
+	for len(stopped) < len(ids)+1 {
+		select {
+		case e := <-ev.ch:
+			if e.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
+				continue
+			}
+			if stopped[e.ContainerId] != nil {
+				t.Fatalf("second STOPPED event about %s", e.ContainerId)
+			}
+			stopped[e.ContainerId] = e
+		case err := <-ev.err:
+			t.Fatalf("event stream ended: %v", err)
+		case <-deadline:
+			t.Fatalf("STOPPED events within 60s of the shim's death: %d, want %d", len(stopped), len(ids)+1)
+		}
+	}
+	for _, id := range ids {
+		e := stopped[id]
+		if e == nil {
+			t.Fatalf("no STOPPED event about %s", id)
+		}
+		if st := eventStatus(e, id); st.GetExitCode() != 137 || st.GetReason() != "ShimLost" {
+			t.Errorf("STOPPED event of a container of a lost shim: status %v, want 137 ShimLost", st)
+		}
+	}
+	if e := stopped[podID]; e == nil || e.PodSandboxStatus.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("pod STOPPED event: %v, want the pod NOTREADY", e)
+	}
+	for _, id := range ids {
+		ev.none(t, id, 500*time.Millisecond)
 	}
 }

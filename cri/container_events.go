@@ -22,10 +22,10 @@ func (s *Server) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runti
 	sub := s.events.Subscribe()
 	defer sub.Close()
 	ctx := stream.Context()
+	// The error is logged once, by the interceptor, as every failed RPC.
 	ended := func() error {
 		if err := sub.Err(); err != nil {
-			s.log.Warn("container event subscriber dropped", "err", err)
-			return errdefs.ResourceExhausted("container events: %v; subscribe again", err)
+			return errdefs.ResourceExhausted("container events: subscriber dropped: %v; subscribe again and relist", err)
 		}
 		return nil
 	}

@@ -191,10 +191,13 @@ func TestContainerEventsStopOnce(t *testing.T) {
 				}
 			}
 			st, _, _ := e.subscribe(t, false)
-			// Drain what came before (the pod's and the container's).
-			time.Sleep(20 * time.Millisecond)
-			for len(st.out) > 0 {
-				<-st.out
+			// Skip what came before (held while nobody was subscribed):
+			// the pod's events and the container's, up to its last.
+			last := runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT
+			if tc.started {
+				last = runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT
+			}
+			for ev := st.next(t); ev.ContainerId != id || ev.ContainerEventType != last; ev = st.next(t) {
 			}
 			if _, err := e.s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: tc.timeout}); err != nil {
 				t.Fatal(err)

@@ -349,3 +349,33 @@ func TestContainerEventsAfterRestart(t *testing.T) {
 	e.shims.exit(running, 2)
 	st.expect(t, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, running)
 }
+
+// A wait that fails while the shim runs is made again: the exit still
+// comes.
+func TestContainerEventsWaitRetried(t *testing.T) {
+	e := newTestEnv(t)
+	podCfg := podConfigFor("ev", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	pod := e.runPod(t, podCfg)
+	e.shims.mu.Lock()
+	e.shims.failWaits = 2
+	e.shims.mu.Unlock()
+	id := e.createContainer(t, pod, podCfg, ctrConfig("c", nil))
+	if _, err := e.s.StartContainer(context.Background(), &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := e.subscribe(t, false)
+	waitFor(t, "the failed waits to be made again", func() bool {
+		e.shims.mu.Lock()
+		defer e.shims.mu.Unlock()
+		return e.shims.failWaits == 0
+	})
+	e.shims.exit(id, 5)
+	for ev := st.next(t); ; ev = st.next(t) {
+		if ev.ContainerId == id && ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
+			if cs := statusOf(ev, id); cs.GetExitCode() != 5 {
+				t.Fatalf("STOPPED event: status %v", cs)
+			}
+			break
+		}
+	}
+}

@@ -212,6 +212,9 @@ type fakeShims struct {
 	// ended has, per container, a channel closed when it exits or is
 	// deleted: what a waiting Wait returns on, as the shim's does.
 	ended map[string]chan struct{}
+	// failWaits fails that many Wait calls with ErrUnavailable, as a
+	// dial that failed under load would.
+	failWaits int
 }
 
 func newFakeShims() *fakeShims {
@@ -341,6 +344,11 @@ func (s *fakeShim) State(_ context.Context, id string) (ContainerState, error) {
 func (s *fakeShim) Wait(ctx context.Context, id string) (ContainerState, error) {
 	s.f.mu.Lock()
 	ch := s.f.ended[id]
+	if s.f.failWaits > 0 {
+		s.f.failWaits--
+		s.f.mu.Unlock()
+		return ContainerState{}, errdefs.Unavailable("shim of pod %s: dial: resource temporarily unavailable", s.pod)
+	}
 	s.f.mu.Unlock()
 	if ch != nil {
 		select {

@@ -55,6 +55,8 @@ func (s *Server) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runti
 // containers as they are now. Callers hold id's lock, so the events of one
 // container are published in the order of its transitions.
 func (s *Server) publish(ctx context.Context, kind runtimeapi.ContainerEventType, podID, id string) {
+	ctx, cancel := eventContext(ctx)
+	defer cancel()
 	ev := &runtimeapi.ContainerEventResponse{
 		ContainerId: id, ContainerEventType: kind, CreatedAt: time.Now().UnixNano(),
 	}
@@ -70,10 +72,19 @@ func (s *Server) publish(ctx context.Context, kind runtimeapi.ContainerEventType
 // publishSandbox is publish for a pod whose record may be gone (after
 // RemovePodSandbox): st is its last status.
 func (s *Server) publishSandbox(ctx context.Context, kind runtimeapi.ContainerEventType, st *runtimeapi.PodSandboxStatus) {
+	ctx, cancel := eventContext(ctx)
+	defer cancel()
 	s.events.Publish(&runtimeapi.ContainerEventResponse{
 		ContainerId: st.GetId(), ContainerEventType: kind, CreatedAt: time.Now().UnixNano(),
 		PodSandboxStatus: st, ContainersStatuses: s.podContainerStatuses(ctx, st.GetId()),
 	})
+}
+
+// eventContext is the context the statuses of an event are read with: the
+// transition has happened, so the caller giving up (a kubelet's RPC
+// timeout) must not leave its event without them.
+func eventContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
 func (s *Server) podContainerStatuses(ctx context.Context, podID string) []*runtimeapi.ContainerStatus {

@@ -379,3 +379,39 @@ func TestContainerEventsWaitRetried(t *testing.T) {
 		}
 	}
 }
+
+// Racing RemovePodSandbox calls all succeed, and the pod is DELETED once.
+func TestContainerEventsRacingPodRemoval(t *testing.T) {
+	e := newTestEnv(t)
+	podCfg := podConfigFor("ev", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	pod := e.runPod(t, podCfg)
+	e.createContainer(t, pod, podCfg, ctrConfig("c", nil))
+	st, _, _ := e.subscribe(t, false)
+	errc := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := e.s.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod})
+			errc <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errc; err != nil {
+			t.Errorf("racing RemovePodSandbox: %v", err)
+		}
+	}
+	deleted := 0
+	for {
+		select {
+		case ev := <-st.out:
+			if ev.ContainerId == pod && ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT {
+				deleted++
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+	if deleted != 1 {
+		t.Fatalf("%d DELETED events for the pod, want 1", deleted)
+	}
+}

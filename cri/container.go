@@ -239,6 +239,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err := s.meta.PutContainer(rec); err != nil {
 		return nil, err
 	}
+	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, pod.ID, id)
+	// Watched from creation: a created container killed before it ever
+	// starts exits too.
+	s.watchContainer(pod.ID, id)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
@@ -335,6 +339,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 	if err := shim.Start(ctx, rec.ID); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
+	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, rec.PodID, rec.ID)
 	return &runtimeapi.StartContainerResponse{}, nil
 }
 
@@ -363,6 +368,10 @@ func (s *Server) stopContainer(ctx context.Context, rec *meta.Container, timeout
 		return err
 	}
 	if st.Status != StateRunning && st.Status != StateCreated {
+		// Exited by itself: its watch may not have published the exit
+		// yet, and this stop must not return (nor a removal publish
+		// DELETED) before it is.
+		s.noteExitLocked(ctx, rec.ID)
 		return nil
 	}
 	shim, err := s.shims.Connect(ctx, rec.PodID)
@@ -382,6 +391,7 @@ func (s *Server) stopContainer(ctx context.Context, rec *meta.Container, timeout
 		_, err = shim.Wait(wctx, rec.ID)
 		cancel()
 		if err == nil {
+			s.noteExitLocked(ctx, rec.ID)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -397,6 +407,8 @@ func (s *Server) stopContainer(ctx context.Context, rec *meta.Container, timeout
 	if _, err := shim.Wait(ctx, rec.ID); err != nil {
 		return fmt.Errorf("stop container %s: wait: %w", rec.ID, err)
 	}
+	// The exit watch answers too; whichever is first publishes STOPPED.
+	s.noteExitLocked(ctx, rec.ID)
 	return nil
 }
 
@@ -446,6 +458,7 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	s.ctrNames.release(rec.Name, rec.ID)
+	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.PodID, rec.ID)
 	return nil
 }
 

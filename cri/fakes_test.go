@@ -251,10 +251,16 @@ type fakeShims struct {
 	updates   map[string][]*specs.LinuxResources
 	updateErr error
 	nextPid   int
+	// ended has, per container, a channel closed when it exits or is
+	// deleted: what a waiting Wait returns on, as the shim's does.
+	ended map[string]chan struct{}
+	// failWaits fails that many Wait calls with ErrUnavailable, as a
+	// dial that failed under load would.
+	failWaits int
 }
 
 func newFakeShims() *fakeShims {
-	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000}
+	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000, ended: map[string]chan struct{}{}}
 }
 
 func (f *fakeShims) Start(_ context.Context, podID string, opts ShimOptions) (Shim, error) {
@@ -317,13 +323,33 @@ func (f *fakeShims) ExitState(_, id string) (ContainerState, bool) {
 }
 func (f *fakeShims) Cleanup(context.Context, string) error { return nil }
 
-// set changes a container's state as its process would.
+// set changes a container's state as its process would; a change to
+// exited wakes its waits.
 func (f *fakeShims) set(id string, fn func(*ContainerState)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.states[id]
 	fn(&st)
 	f.states[id] = st
+	if st.Status == StateExited {
+		f.endLocked(id)
+	}
+}
+
+func (f *fakeShims) endLocked(id string) {
+	if ch, ok := f.ended[id]; ok {
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+}
+
+// exit ends a running container by itself, as its process exiting would:
+// the shim pushes the exit to whoever waits.
+func (f *fakeShims) exit(id string, code int32) {
+	f.set(id, func(st *ContainerState) { st.Status, st.FinishedAt, st.ExitCode = StateExited, time.Now(), code })
 }
 
 type fakeShim struct {
@@ -337,6 +363,7 @@ func (s *fakeShim) Create(_ context.Context, req CreateRequest) error {
 	s.f.nextPid++
 	s.f.states[req.ID] = ContainerState{Status: StateCreated, Pid: s.f.nextPid}
 	s.f.specs[req.ID] = req
+	s.f.ended[req.ID] = make(chan struct{})
 	return nil
 }
 func (s *fakeShim) Start(_ context.Context, id string) error {
@@ -357,12 +384,29 @@ func (s *fakeShim) State(_ context.Context, id string) (ContainerState, error) {
 	return st, nil
 }
 func (s *fakeShim) Wait(ctx context.Context, id string) (ContainerState, error) {
+	s.f.mu.Lock()
+	ch := s.f.ended[id]
+	if s.f.failWaits > 0 {
+		s.f.failWaits--
+		s.f.mu.Unlock()
+		return ContainerState{}, errdefs.Unavailable("shim of pod %s: dial: resource temporarily unavailable", s.pod)
+	}
+	s.f.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ContainerState{}, ctx.Err()
+		}
+	}
 	return s.State(ctx, id)
 }
 func (s *fakeShim) Delete(_ context.Context, id string) error {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	delete(s.f.states, id)
+	s.f.endLocked(id)
+	delete(s.f.ended, id)
 	return nil
 }
 func (s *fakeShim) ExecSync(context.Context, string, []string, time.Duration) ([]byte, []byte, int32, error) {
@@ -483,6 +527,11 @@ func newTestEnv(t *testing.T) *testEnv {
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	e.s.kernel = fakeKernel{minOOM: 0, hugetlb: true}
+	// Background work (exit watches) ends with the test, before the
+	// store closes.
+	life, cancel := context.WithCancel(context.Background())
+	e.s.life.Store(&life)
+	t.Cleanup(cancel)
 	return e
 }
 

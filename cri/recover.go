@@ -101,6 +101,17 @@ func (s *Server) Recover(ctx context.Context) error {
 		}
 		_ = shim.Close()
 	}
-	s.log.Info("recovered state", "pods", len(pods), "containers", len(ctrs))
+	// Every container whose exit was not seen gets its exit watch again:
+	// one that exited while skiffd was down answers at once, and its
+	// STOPPED event waits for the first subscriber (the kubelet
+	// subscribes after the restart).
+	watched := 0
+	for _, c := range ctrs {
+		if !c.ExitSeen {
+			s.watchContainer(c.PodID, c.ID)
+			watched++
+		}
+	}
+	s.log.Info("recovered state", "pods", len(pods), "containers", len(ctrs), "watched", watched)
 	return nil
 }

@@ -181,6 +181,10 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
 	}
 	s.watchShim(id, shimPid)
+	// As containerd does, a pod's own transitions are events too, with
+	// the pod's ID as the container ID.
+	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, id)
+	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, id)
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
@@ -275,8 +279,15 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 			return fmt.Errorf("stop pod sandbox %s: %w", rec.ID, err)
 		}
 	}
+	wasReady := rec.State == podReady
 	rec.State = podNotReady
-	return s.meta.PutPod(rec)
+	if err := s.meta.PutPod(rec); err != nil {
+		return err
+	}
+	if wasReady {
+		s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, rec.ID, rec.ID)
+	}
+	return nil
 }
 
 // RemovePodSandbox stops the pod if needed, removes its containers and frees
@@ -303,6 +314,20 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	}
 	unlock := s.locks.lock(rec.ID)
 	defer unlock()
+	// The pod's last status goes with its DELETED event; a pod whose
+	// record cannot give one is removed all the same.
+	last := &runtimeapi.PodSandboxStatus{Id: rec.ID}
+	resp, err := s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: rec.ID})
+	switch {
+	case errdefs.IsNotFound(err):
+		// A racing RemovePodSandbox removed it (and published DELETED)
+		// while this one waited for the lock.
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	case err != nil:
+		s.log.Warn("pod sandbox DELETED event without the pod's status", "pod", rec.ID, "err", err)
+	default:
+		last = resp.GetStatus()
+	}
 	if err := s.podOS.Remove(ctx, s.podDir(rec.ID)); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", rec.ID, err)
 	}
@@ -313,6 +338,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		return nil, err
 	}
 	s.podNames.release(rec.Name, rec.ID)
+	s.publishSandbox(ctx, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, last)
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
 

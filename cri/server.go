@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
 
+	"github.com/skiffcri/skiff/cri/events"
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/image"
 	"github.com/skiffcri/skiff/internal/statedir"
@@ -140,6 +141,9 @@ type Server struct {
 	// container (whose record already lists it), unmounting it once no
 	// other record lists it, and RemoveImage's check for such records.
 	volumeLocks keyedLocks
+
+	// events fans container and pod transitions out to GetContainerEvents.
+	events *events.Broker
 }
 
 // New builds a Server from its dependencies.
@@ -168,6 +172,7 @@ func New(opts Options) *Server {
 		log:          log,
 		kernel:       procKernel{},
 		netStats:     opts.NetStats,
+		events:       events.New(eventBuffer),
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/skiffcri/skiff/errdefs"
 )
 
@@ -61,6 +63,9 @@ func (s *Server) shimExited(podID string, pid int) {
 	for _, c := range ctrs {
 		unlock := s.locks.lock(c.ID)
 		st, err := s.containerState(ctx, c)
+		if err == nil {
+			s.noteExitLocked(ctx, c.ID)
+		}
 		unlock()
 		if err != nil {
 			s.log.Error("end a container of a lost shim", "pod", podID, "container", c.ID, "err", err)
@@ -84,5 +89,10 @@ func (s *Server) markPodLost(podID string) {
 	pod.State = podNotReady
 	if err := s.meta.PutPod(pod); err != nil {
 		s.log.Error("mark the pod of a lost shim not ready", "pod", podID, "err", err)
+		return
 	}
+	// The kubelet relists the pod on its STOPPED event and replaces it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.lifetime()), time.Minute)
+	defer cancel()
+	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, podID, podID)
 }

@@ -521,10 +521,14 @@ func TestStateOfAContainerWhoseShimJustWent(t *testing.T) {
 	ctx := context.Background()
 	podCfg := podConfigFor("going", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
 	podID := e.runPod(t, podCfg)
+	events, _, _ := e.subscribe(t, false)
 	id := e.createContainer(t, podID, podCfg, ctrConfig("c", nil))
 	e.shims.set(id, func(st *ContainerState) {
 		st.Status, st.ExitCode, st.Reason, st.FinishedAt = StateExited, 0, "Completed", time.Now()
 	})
+	// The exit watch reads the shims too: let it publish the exit first.
+	for ev := events.next(t); ev.ContainerId != id || ev.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT; ev = events.next(t) {
+	}
 	e.s.shims = goneShims{e.shims}
 	resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 	if err != nil {

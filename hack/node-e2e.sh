@@ -24,6 +24,9 @@
 #   NODE_E2E_OUT      directory to keep junit-<runtime>.xml, failed-<runtime>.txt
 #                     and the logs (e2e, kubelet, skiffd/containerd, registry)
 #   NODE_E2E_TIMEOUT  ginkgo suite timeout (default 90m)
+#   NODE_E2E_FEATURE_GATES  kubelet feature gates, "Name=true,Other=false"
+#                     (for example EventedPLEG=true, which has the kubelet
+#                     use GetContainerEvents)
 #   SKIFF_TOOLS       cache directory (default /opt/skiff-tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -516,6 +519,13 @@ evictionMinimumReclaim:
   nodefs.inodesFree: 5%
 serializeImagePulls: false
 EOF
+	if [ -n "${NODE_E2E_FEATURE_GATES:-}" ]; then
+		echo "featureGates:" >>"$dir/kubelet-base.yaml"
+		local gate
+		for gate in ${NODE_E2E_FEATURE_GATES//,/ }; do
+			echo "  ${gate%%=*}: ${gate#*=}" >>"$dir/kubelet-base.yaml"
+		done
+	fi
 	local args=(
 		--procs="$procs"
 		--timeout="${NODE_E2E_TIMEOUT:-90m}"

@@ -151,6 +151,10 @@ type Container struct {
 	// ImageVolumes. An image may be in both lists, when some of its
 	// mounts carry mappings and some do not.
 	IDMappedImageVolumes []string `json:"idmappedImageVolumes,omitempty"`
+	// ExitSeen is set once skiffd has observed the container's exit and
+	// published its CONTAINER_STOPPED event, so that a restarted skiffd
+	// publishes the exits it missed, and only those.
+	ExitSeen bool `json:"exitSeen,omitempty"`
 }
 
 // PutPod writes p, replacing any record with the same ID.

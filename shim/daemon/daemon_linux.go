@@ -250,7 +250,6 @@ func (d *daemon) get(id string) (*container, error) {
 // when the client closes its end, so an abandoned Wait or ExecSync stops.
 func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	d.trim.Stop()
 	defer d.trim.Reset(trimDelay)
 	br := bufio.NewReader(conn)
 	line, err := wire.ReadLine(br, wire.MaxRequest)
@@ -259,7 +258,14 @@ func (d *daemon) serveConn(ctx context.Context, conn net.Conn) {
 	}
 	var req wire.Request
 	var resp wire.Response
-	if err := json.Unmarshal(line, &req); err != nil {
+	// A request in flight holds off the trim, but not a wait: skiffd
+	// keeps one open per container for as long as it lives, to learn of
+	// its exit, and a shim whose only requests are waits is idle.
+	err = json.Unmarshal(line, &req)
+	if err != nil || req.Op != wire.OpWait {
+		d.trim.Stop()
+	}
+	if err != nil {
 		resp.Error = wire.ToWire(errdefs.InvalidArgument("decode shim request: %v", err))
 	} else if req.Op == wire.OpExec || req.Op == wire.OpAttach {
 		d.serveStream(ctx, conn, br, &req)

@@ -527,9 +527,18 @@ func TestShimIdleMemory(t *testing.T) {
 	must(t, err)
 	_, err = c.StartContainer(ctx, "sleeper")
 	must(t, err)
+	// As skiffd does, hold a wait on the container for its exit: a shim
+	// whose only request in flight is a wait is idle, and trims.
+	wctx, cancel := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go func() { _, err := c.Wait(wctx, "sleeper"); waited <- err }()
 	time.Sleep(3 * time.Second)
-	t.Logf("idle shim memory, one running container: %s", memory(t, c.Pid()))
-	checkBudget(t, "one running container", c.Pid())
+	t.Logf("idle shim memory, one running container, a wait held: %s", memory(t, c.Pid()))
+	checkBudget(t, "one running container, a wait held", c.Pid())
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Errorf("held wait: %v, want it cancelled", err)
+	}
 }
 
 // checkBudget fails t if the shim pid uses more than idleBudgetKiB PSS.

@@ -105,7 +105,9 @@ func TestUpdateMemoryDecrease(t *testing.T) {
 	if err := writeState(dir, &State{State: specs.State{ID: "c1"}, CgroupsPath: "/kubepods/p/c1"}); err != nil {
 		t.Fatal(err)
 	}
-	mem := func(n int64) *specs.LinuxResources { return &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &n}} }
+	mem := func(n int64) *specs.LinuxResources {
+		return &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &n}}
+	}
 	shares := uint64(512)
 	for _, tc := range []struct {
 		name string

@@ -398,6 +398,11 @@ func (e *env) close() {
 			fmt.Fprintf(os.Stderr, "bench: clean-up: delete bridge %s: %v: %s\n", benchBridge, err, out)
 		}
 	}
+	// The pod cgroups below the parent are the benchmark's; a cgroup below
+	// one of them is a container's the runtime left.
+	for _, c := range cgroupsBelowPods(e.cgroupParent) {
+		leak("cgroup " + c)
+	}
 	removeCgroups(e.cgroupParent)
 	if err := os.RemoveAll(e.tmp); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: clean-up:", err)
@@ -510,6 +515,22 @@ func cgroupRoots() []string {
 		if fs := strings.Fields(after); len(fs) > 0 && (fs[0] == "cgroup" || fs[0] == "cgroup2") {
 			out = append(out, strings.Fields(l)[4])
 		}
+	}
+	return out
+}
+
+// cgroupsBelowPods lists the cgroups two or more levels below parent, in
+// any hierarchy.
+func cgroupsBelowPods(parent string) []string {
+	var out []string
+	for _, r := range cgroupRoots() {
+		base := filepath.Join(r, parent)
+		_ = filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.Count(strings.TrimPrefix(p, base), "/") >= 2 {
+				out = append(out, p)
+			}
+			return nil
+		})
 	}
 	return out
 }

@@ -64,7 +64,14 @@ type env struct {
 	ipamDir      string
 	cgroupParent string
 	skiff, ctrd  *runtimeUnderTest
+	// hostDirs are the directories outside tmp that containerd's shims
+	// create whatever its config says, and whether each existed before.
+	hostDirs map[string]bool
 }
+
+// containerdHostDirs are where containerd 1.6's runc shim keeps its socket
+// and runc's state, below the built-in /run/containerd; deepest first.
+var containerdHostDirs = []string{"/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd/s", "/run/containerd"}
 
 // toolsDir is $SKIFF_TOOLS, where hack/critest.sh and hack/node-e2e.sh
 // cache critest, busybox and the node e2e binaries.
@@ -108,6 +115,10 @@ func newEnv(ctx context.Context, bin string) (_ *env, err error) {
 		cniDir:       filepath.Join(tmp, "net.d"),
 		ipamDir:      filepath.Join(tmp, "ipam"),
 		cgroupParent: "/" + strings.ReplaceAll(filepath.Base(tmp), ".", "-"),
+		hostDirs:     map[string]bool{},
+	}
+	for _, d := range containerdHostDirs {
+		e.hostDirs[d] = fileExists(d)
 	}
 	defer func() {
 		if err != nil {
@@ -404,6 +415,12 @@ func (e *env) close() {
 		leak("cgroup " + c)
 	}
 	removeCgroups(e.cgroupParent)
+	// Those this run created, if nobody else's containerd uses them now.
+	for _, d := range containerdHostDirs {
+		if !e.hostDirs[d] {
+			_ = os.Remove(d)
+		}
+	}
 	if err := os.RemoveAll(e.tmp); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: clean-up:", err)
 	}

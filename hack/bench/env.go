@@ -122,7 +122,9 @@ func newEnv(ctx context.Context, bin string) (_ *env, err error) {
 	}
 	defer func() {
 		if err != nil {
-			e.close()
+			if cerr := e.close(); cerr != nil {
+				fmt.Fprintln(os.Stderr, "bench:", cerr)
+			}
 		}
 	}()
 	if !fileExists(filepath.Join(bin, "skiffd")) {
@@ -358,10 +360,13 @@ func (r *runtimeUnderTest) removeAllPods(ctx context.Context) error {
 // registry, then removes by force what is left: processes started from or
 // rooted in the temp dir, containerd's netns in /run/netns, mounts, the
 // bridge and the cgroups below the benchmark's parent. What it had to
-// remove by force is a leak; it says so on stderr.
-func (e *env) close() {
+// remove by force is a leak, and an error: a runtime that leaks under the
+// benchmark would leak under the kubelet.
+func (e *env) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	var leaks []string
+	leak := func(what string) { leaks = append(leaks, what) }
 	var netns []string
 	for _, r := range e.runtimes() {
 		if r.conn == nil || !r.daemon.running() {
@@ -369,7 +374,7 @@ func (e *env) close() {
 		}
 		netns = append(netns, r.netnsPaths(ctx)...)
 		if err := r.removeAllPods(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: clean-up:", err)
+			leak(err.Error())
 		}
 		_ = r.conn.Close()
 	}
@@ -379,9 +384,8 @@ func (e *env) close() {
 	if e.reg != nil {
 		_ = e.reg.Close()
 	}
-	leak := func(what string) { fmt.Fprintln(os.Stderr, "bench: clean-up removed a leftover", what) }
 	for _, pid := range pidsUnder(e.tmp, e.cgroupParent) {
-		leak(fmt.Sprintf("process %d", pid))
+		leak(fmt.Sprintf("killed leftover process %d", pid))
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for i := 0; i < 50 && len(pidsUnder(e.tmp, e.cgroupParent)) > 0; i++ {
@@ -389,7 +393,7 @@ func (e *env) close() {
 	}
 	for _, p := range netns {
 		if fileExists(p) {
-			leak("netns " + p)
+			leak("removed leftover netns " + p)
 			_ = unix.Unmount(p, unix.MNT_DETACH)
 			_ = os.Remove(p)
 		}
@@ -402,7 +406,7 @@ func (e *env) close() {
 		_ = unix.Unmount(m, unix.MNT_DETACH)
 	}
 	if ents, _ := os.ReadDir(filepath.Join("/sys/class/net", benchBridge, "brif")); len(ents) > 0 {
-		leak(fmt.Sprintf("%d veths on %s", len(ents), benchBridge))
+		leak(fmt.Sprintf("%d leftover veths on %s", len(ents), benchBridge))
 	}
 	if _, err := net.InterfaceByName(benchBridge); err == nil {
 		if out, err := exec.Command("ip", "link", "del", benchBridge).CombinedOutput(); err != nil {
@@ -412,7 +416,7 @@ func (e *env) close() {
 	// The pod cgroups below the parent are the benchmark's; a cgroup below
 	// one of them is a container's the runtime left.
 	for _, c := range cgroupsBelowPods(e.cgroupParent) {
-		leak("cgroup " + c)
+		leak("leftover cgroup " + c)
 	}
 	removeCgroups(e.cgroupParent)
 	// Those this run created, if nobody else's containerd uses them now.
@@ -424,6 +428,10 @@ func (e *env) close() {
 	if err := os.RemoveAll(e.tmp); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: clean-up:", err)
 	}
+	if len(leaks) > 0 {
+		return fmt.Errorf("clean-up: %s", strings.Join(leaks, "; "))
+	}
+	return nil
 }
 
 // netnsPaths lists the network namespaces of the runtime's pods that live

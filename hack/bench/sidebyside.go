@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -52,12 +53,12 @@ func sideBySideMain(ctx context.Context, which string, args []string) error {
 		return err
 	}
 	res := &results{}
-	run := func(f func(*env) error) error {
+	run := func(f func(*env) error) (err error) {
 		e, err := newEnv(ctx, bin)
 		if err != nil {
 			return err
 		}
-		defer e.close()
+		defer func() { err = errors.Join(err, e.close()) }()
 		return f(e)
 	}
 	if sz.criN > 0 {

@@ -11,6 +11,8 @@
 //	                                   cri then pods, one table (the README's)
 //	go run ./hack/bench smoke [-md FILE]
 //	                                   all at the smallest sizes, for CI
+//	go run ./hack/bench kubelet [-pods 100] [-qps 5] -dry-run
+//	                                   static pods under the standalone kubelet (a sketch)
 //
 // cri, pods, all and smoke build skiffd and the shim from the checkout, then
 // run them beside containerd 1.6 configured by the benchmark (same test
@@ -37,7 +39,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench exec|pull|cri|pods|all|smoke [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench exec|pull|cri|pods|all|smoke|kubelet [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -57,6 +59,8 @@ func main() {
 		err = benchPull(ctx, *n)
 	case "cri", "pods", "all", "smoke":
 		err = sideBySideMain(ctx, os.Args[1], os.Args[2:])
+	case "kubelet":
+		err = benchKubelet(ctx, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}

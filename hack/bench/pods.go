@@ -20,7 +20,7 @@ import (
 // podRun is what "bench pods" measured on one runtime.
 type podRun struct {
 	ops                   map[string][]time.Duration // per-pod RPC timings, sequential churn
-	seqUp, seqDown        time.Duration              // n pods one after the other
+	seqUp, seqDown        time.Duration              // n pods one after the other (up: the pods' own times, pauses to measure excluded)
 	parUp, parDown        time.Duration              // n pods, parallel at a time
 	idle                  memory                     // daemon alone, no pod
 	mem                   map[int]memory             // by pods up
@@ -136,6 +136,8 @@ func churn(ctx context.Context, e *env, r *runtimeUnderTest, n, parallel, listSa
 			if err := checkRunning(ctx, r, up); err != nil {
 				return nil, err
 			}
+			// A moment for the new shim's start-up garbage to go.
+			time.Sleep(time.Second)
 			if pr.mem[up], err = memoryOf(e, r, true); err != nil {
 				return nil, err
 			}

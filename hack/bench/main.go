@@ -3,9 +3,27 @@
 //
 //	go run ./hack/bench exec [-n 50]   create+start+wait of /bin/true: skiff-shim runtime vs runc
 //	go run ./hack/bench pull [-n 3]    pull of a 3-layer ~100 MB image: skiffd vs containerd 1.6
+//	go run ./hack/bench cri [-n 20] [-runs 2] [-md FILE]
+//	                                   critest -benchmark against both runtimes
+//	go run ./hack/bench pods [-n 100] [-parallel 10] [-md FILE]
+//	                                   churn, memory and list latency of n pods
+//	go run ./hack/bench all [flags of cri and pods] [-md FILE]
+//	                                   cri then pods, one table (the README's)
+//	go run ./hack/bench smoke [-md FILE]
+//	                                   all at the smallest sizes, for CI
+//	go run ./hack/bench kubelet [-pods 100] [-qps 5] -dry-run
+//	                                   static pods under the standalone kubelet (a sketch)
 //
-// It needs root, runc, containerd and busybox-static (hack/setup.sh installs
-// them). Results are timings; they never decide a test.
+// cri, pods, all and smoke build skiffd and the shim from the checkout, then
+// run them beside containerd 1.6 configured by the benchmark (same test
+// registry mirrors, same CNI bridge conflist, cgroupfs), each freshly started;
+// they print medians and p95 with the ratio Skiff/containerd and the
+// Markdown table with the commit, and remove every pod, mount, netns, veth
+// and cgroup they made on every path.
+//
+// It needs root, runc, containerd, the CNI plugins and busybox-static
+// (hack/setup.sh installs them). Results are timings; they never decide a
+// test: an error fails the run, a slow number does not.
 package main
 
 import (
@@ -21,7 +39,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench exec|pull [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench exec|pull|cri|pods|all|smoke|kubelet [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -39,6 +57,10 @@ func main() {
 		n := fs.Int("n", 3, "pulls per runtime")
 		_ = fs.Parse(os.Args[2:])
 		err = benchPull(ctx, *n)
+	case "cri", "pods", "all", "smoke":
+		err = sideBySideMain(ctx, os.Args[1], os.Args[2:])
+	case "kubelet":
+		err = benchKubelet(ctx, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}

@@ -17,10 +17,13 @@ import (
 type daemon struct {
 	name string
 	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed once cmd has been waited for
 }
 
 func start(ctx context.Context, logDir, name string, args ...string) (*daemon, error) {
-	logf, err := os.Create(filepath.Join(logDir, filepath.Base(name)+".log"))
+	logPath := filepath.Join(logDir, filepath.Base(name)+".log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -31,8 +34,24 @@ func start(ctx context.Context, logDir, name string, args ...string) (*daemon, e
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
-	return &daemon{name: name, cmd: cmd}, nil
+	d := &daemon{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(d.done) }()
+	return d, nil
+}
+
+func (d *daemon) logPath() string { return d.log }
+
+// running reports whether the daemon has not exited yet.
+func (d *daemon) running() bool {
+	if d == nil {
+		return false
+	}
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
 }
 
 func (d *daemon) stop() {

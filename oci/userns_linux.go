@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
@@ -45,22 +44,13 @@ func userNSJoin(l *launch, path string, unshare uintptr, nsIndex, initIndex int)
 // nsenterPath finds skiff-nsenter: NSEnterPath, or next to the init
 // binary, or next to this executable.
 func (e *Executor) nsenterPath() (string, error) {
-	p := e.NSEnterPath
-	if p == "" {
-		base := e.InitPath
-		if base == "" {
-			exe, err := os.Executable()
-			if err != nil {
-				return "", fmt.Errorf("find %s: %w", nsenter.Binary, err)
-			}
-			base = exe
-		}
-		p = filepath.Join(filepath.Dir(base), nsenter.Binary)
+	if e.NSEnterPath == "" {
+		return nsenter.Beside(e.InitPath)
 	}
-	if err := unix.Access(p, unix.X_OK); err != nil {
-		return "", errdefs.FailedPrecondition("joining a user namespace needs %s, the executor's pre-runtime stage: %v", p, err)
+	if err := unix.Access(e.NSEnterPath, unix.X_OK); err != nil {
+		return "", errdefs.FailedPrecondition("joining a user namespace needs %s, the executor's pre-runtime stage: %v", e.NSEnterPath, err)
 	}
-	return p, nil
+	return e.NSEnterPath, nil
 }
 
 // openInit opens the init binary for the pre-runtime stage to execute

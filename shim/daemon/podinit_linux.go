@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -71,7 +70,7 @@ func startPodInit(binary, userns string) (execProcess, error) {
 	// so the pre-runtime stage (skiff-nsenter, next to the binary) joins
 	// it, unshares it and forks the init; it reports the init's pid on a
 	// pipe.
-	stage, err := nsenterNextTo(binary)
+	stage, err := nsenter.Beside(binary)
 	if err != nil {
 		return execProcess{}, fmt.Errorf("start pod init: %w", err)
 	}
@@ -111,23 +110,6 @@ func startPodInit(binary, userns string) (execProcess, error) {
 		return execProcess{}, fmt.Errorf("start pod init in user namespace %s: %w", userns, err)
 	}
 	return execProcess{cmd: cmd, pid: pid}, nil
-}
-
-// nsenterNextTo finds skiff-nsenter beside binary (the shim's own binary
-// when that is /proc/self/exe).
-func nsenterNextTo(binary string) (string, error) {
-	if binary == "/proc/self/exe" {
-		exe, err := os.Executable()
-		if err != nil {
-			return "", err
-		}
-		binary = exe
-	}
-	p := filepath.Join(filepath.Dir(binary), nsenter.Binary)
-	if err := unix.Access(p, unix.X_OK); err != nil {
-		return "", fmt.Errorf("a pod init in a user namespace needs %s: %w", p, err)
-	}
-	return p, nil
 }
 
 // readStagePid reads the pre-runtime stage's message: the forked init's

@@ -449,6 +449,8 @@ type fakeKernel struct {
 	cgroups map[string]*cgroups.Stats
 	// cgroupErrs fail the reads of cgroups by path.
 	cgroupErrs map[string]error
+	// procs are the process stats of cgroups by path.
+	procs map[string]*ProcessStats
 }
 
 func (k fakeKernel) OOMScoreAdj(int) (int, error) { return k.minOOM, nil }
@@ -463,6 +465,15 @@ func (k fakeKernel) CgroupStats(path string) (*cgroups.Stats, error) {
 		return nil, err
 	}
 	if st, ok := k.cgroups[path]; ok {
+		return st, nil
+	}
+	return nil, errdefs.NotFound("cgroup %s", path)
+}
+
+// ProcessStats answers the stats set for a cgroup path, and NotFound for
+// any other.
+func (k fakeKernel) ProcessStats(path string) (*ProcessStats, error) {
+	if st, ok := k.procs[path]; ok {
 		return st, nil
 	}
 	return nil, errdefs.NotFound("cgroup %s", path)

@@ -31,12 +31,37 @@ const (
 	metricNetRxErrors      = "container_network_receive_errors_total"
 	metricNetTxBytes       = "container_network_transmit_bytes_total"
 	metricNetTxErrors      = "container_network_transmit_errors_total"
+	metricNetRxPackets     = "container_network_receive_packets_total"
+	metricNetRxDropped     = "container_network_receive_packets_dropped_total"
+	metricNetTxPackets     = "container_network_transmit_packets_total"
+	metricNetTxDropped     = "container_network_transmit_packets_dropped_total"
+	metricMemoryMaxUsage   = "container_memory_max_usage_bytes"
+	metricMemoryFailcnt    = "container_memory_failcnt"
+	metricMemoryMapped     = "container_memory_mapped_file"
+	metricMemoryFailures   = "container_memory_failures_total"
+	metricMemoryEventsHigh = "container_memory_events_high_total"
+	metricMemoryEventsMax  = "container_memory_events_max_total"
+	metricSpecCPUPeriod    = "container_spec_cpu_period"
+	metricSpecCPUQuota     = "container_spec_cpu_quota"
+	metricSpecCPUShares    = "container_spec_cpu_shares"
+	metricSpecMemLimit     = "container_spec_memory_limit_bytes"
+	metricSpecMemReserve   = "container_spec_memory_reservation_limit_bytes"
+	metricSpecMemSwap      = "container_spec_memory_swap_limit_bytes"
+	metricStartTime        = "container_start_time_seconds"
+	metricThreads          = "container_threads"
+	metricThreadsMax       = "container_threads_max"
+	metricFileDescriptors  = "container_file_descriptors"
+	metricSockets          = "container_sockets"
+	metricUlimitsSoft      = "container_ulimits_soft"
 )
 
 // Label keys of the metrics that have one more than the container's.
 const (
-	labelInterface = "interface"
-	labelDevice    = "device"
+	labelInterface   = "interface"
+	labelDevice      = "device"
+	labelFailureType = "failure_type"
+	labelScope       = "scope"
+	labelUlimit      = "ulimit"
 )
 
 const (
@@ -79,6 +104,28 @@ var metricDescs = []metricDesc{
 	{metricNetRxErrors, "Cumulative count of errors encountered while receiving.", metricCounter, []string{labelInterface}},
 	{metricNetTxBytes, "Cumulative count of bytes transmitted.", metricCounter, []string{labelInterface}},
 	{metricNetTxErrors, "Cumulative count of errors encountered while transmitting.", metricCounter, []string{labelInterface}},
+	{metricNetRxPackets, "Cumulative count of packets received", metricCounter, []string{labelInterface}},
+	{metricNetRxDropped, "Cumulative count of packets dropped while receiving", metricCounter, []string{labelInterface}},
+	{metricNetTxPackets, "Cumulative count of packets transmitted", metricCounter, []string{labelInterface}},
+	{metricNetTxDropped, "Cumulative count of packets dropped while transmitting", metricCounter, []string{labelInterface}},
+	{metricMemoryMaxUsage, "Maximum memory usage recorded in bytes", metricGauge, nil},
+	{metricMemoryFailcnt, "Number of memory usage hits limits", metricCounter, nil},
+	{metricMemoryMapped, "Size of memory mapped files in bytes.", metricGauge, nil},
+	{metricMemoryFailures, "Cumulative count of memory allocation failures.", metricCounter, []string{labelFailureType, labelScope}},
+	{metricMemoryEventsHigh, "Cumulative count of memory.high throttle events for the container", metricCounter, nil},
+	{metricMemoryEventsMax, "Cumulative count of memory.max limit hit events for the container", metricCounter, nil},
+	{metricSpecCPUPeriod, "CPU period of the container.", metricGauge, nil},
+	{metricSpecCPUQuota, "CPU quota of the container.", metricGauge, nil},
+	{metricSpecCPUShares, "CPU share of the container.", metricGauge, nil},
+	{metricSpecMemLimit, "Memory limit for the container.", metricGauge, nil},
+	{metricSpecMemReserve, "Memory reservation limit for the container.", metricGauge, nil},
+	{metricSpecMemSwap, "Memory swap limit for the container.", metricGauge, nil},
+	{metricStartTime, "Start time of the container since unix epoch in seconds.", metricGauge, nil},
+	{metricThreads, "Number of threads running inside the container", metricGauge, nil},
+	{metricThreadsMax, "Maximum number of threads allowed inside the container, infinity if value is zero", metricGauge, nil},
+	{metricFileDescriptors, "Number of open file descriptors for the container.", metricGauge, nil},
+	{metricSockets, "Number of open sockets for the container.", metricGauge, nil},
+	{metricUlimitsSoft, "Soft ulimit values for the container root process. Unlimited if -1, except priority and nice", metricGauge, []string{labelUlimit}},
 }
 
 // containerLabelKeys come first on every metric, in cAdvisor's order of

@@ -3,11 +3,13 @@ package cri
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/meta"
 )
 
@@ -57,13 +59,13 @@ func (s *Server) podMetrics(ctx context.Context, pod *meta.Pod, recs []*meta.Con
 		return nil, fmt.Errorf("metrics of pod %s: %w", pod.ID, err)
 	}
 	name, namespace := cfg.GetMetadata().GetName(), cfg.GetMetadata().GetNamespace()
-	network, err := s.podNetworkUsage(ctx, pod)
+	ifaces, err := s.podInterfaces(ctx, pod)
 	if err != nil {
 		return nil, err
 	}
 	out := &runtimeapi.PodSandboxMetrics{
 		PodSandboxId: pod.ID,
-		Metrics:      networkMetrics(name, namespace, pod.ID, network),
+		Metrics:      networkMetrics(name, namespace, pod.ID, ifaces),
 	}
 	now := time.Now()
 	for _, rec := range recs {
@@ -74,6 +76,15 @@ func (s *Server) podMetrics(ctx context.Context, pod *meta.Pod, recs []*meta.Con
 		}
 		if u.cgroup == nil {
 			continue
+		}
+		// What the processes hold open is read for metrics only: the
+		// stats RPCs have no field for it.
+		path, err := s.containerCgroup(rec)
+		if err == nil {
+			u.procs, err = s.kernel.ProcessStats(path)
+		}
+		if err != nil && !errdefs.IsNotFound(err) {
+			s.log.Warn("container process metrics", "pod", pod.ID, "container", rec.ID, "err", err)
 		}
 		out.ContainerMetrics = append(out.ContainerMetrics, &runtimeapi.ContainerMetrics{
 			ContainerId: rec.ID, Metrics: u.metrics(name, namespace, now),
@@ -103,13 +114,17 @@ func (m *metricSet) add(name string, v uint64, extra ...string) {
 // networkMetrics are a pod's interface counters, one set per interface.
 // They belong to the pod, not to a container: the container and image
 // labels are empty and id is the pod's, as with containerd.
-func networkMetrics(pod, namespace, podID string, n *runtimeapi.NetworkUsage) []*runtimeapi.Metric {
+func networkMetrics(pod, namespace, podID string, ifaces []InterfaceStats) []*runtimeapi.Metric {
 	m := metricSet{labels: []string{pod, namespace, "", podID, ""}}
-	for _, i := range n.GetInterfaces() {
-		m.add(metricNetRxBytes, i.GetRxBytes().GetValue(), i.GetName())
-		m.add(metricNetRxErrors, i.GetRxErrors().GetValue(), i.GetName())
-		m.add(metricNetTxBytes, i.GetTxBytes().GetValue(), i.GetName())
-		m.add(metricNetTxErrors, i.GetTxErrors().GetValue(), i.GetName())
+	for _, i := range ifaces {
+		m.add(metricNetRxBytes, i.RxBytes, i.Name)
+		m.add(metricNetRxPackets, i.RxPackets, i.Name)
+		m.add(metricNetRxErrors, i.RxErrors, i.Name)
+		m.add(metricNetRxDropped, i.RxDropped, i.Name)
+		m.add(metricNetTxBytes, i.TxBytes, i.Name)
+		m.add(metricNetTxPackets, i.TxPackets, i.Name)
+		m.add(metricNetTxErrors, i.TxErrors, i.Name)
+		m.add(metricNetTxDropped, i.TxDropped, i.Name)
 	}
 	return m.out
 }
@@ -118,7 +133,7 @@ func networkMetrics(pod, namespace, podID string, n *runtimeapi.NetworkUsage) []
 // be nil. CPU times are whole seconds: a metric's value is an integer.
 func (u *containerUsage) metrics(pod, namespace string, now time.Time) []*runtimeapi.Metric {
 	m := metricSet{labels: []string{pod, namespace, u.cfg.GetMetadata().GetName(), u.rec.ID, u.image()}}
-	cpu, mem := u.cgroup.CPU, u.cgroup.Memory
+	cpu, mem, lim := u.cgroup.CPU, u.cgroup.Memory, u.cgroup.Limits
 	sec := uint64(time.Second)
 	m.add(metricCPUUsage, cpu.UsageNanos/sec)
 	m.add(metricCPUUser, cpu.UserNanos/sec)
@@ -132,13 +147,59 @@ func (u *containerUsage) metrics(pod, namespace string, now time.Time) []*runtim
 	m.add(metricMemoryCache, mem.Cache)
 	m.add(metricMemorySwap, mem.Swap)
 	m.add(metricMemoryInactive, mem.InactiveFile)
+	m.add(metricMemoryMaxUsage, mem.MaxUsage)
+	m.add(metricMemoryFailcnt, mem.Failcnt)
+	m.add(metricMemoryMapped, mem.MappedFile)
+	// A container's cgroup has no children: its own page faults are its
+	// hierarchy's.
+	for _, scope := range []string{"container", "hierarchy"} {
+		m.add(metricMemoryFailures, mem.PageFaults, "pgfault", scope)
+		m.add(metricMemoryFailures, mem.MajorPageFaults, "pgmajfault", scope)
+	}
+	if ev := mem.Events; ev != nil {
+		m.add(metricMemoryEventsHigh, ev.High)
+		m.add(metricMemoryEventsMax, ev.Max)
+	}
 	m.add(metricOOMEvents, mem.OOMKills)
-	m.add(metricProcesses, u.cgroup.Pids.Current)
+	// cAdvisor's spec: shares and period always, quota when there is one,
+	// memory limits 0 when unlimited.
+	m.add(metricSpecCPUPeriod, lim.CPUPeriod)
+	if lim.CPUQuota != 0 && lim.CPUQuota != math.MaxUint64 {
+		m.add(metricSpecCPUQuota, lim.CPUQuota)
+	}
+	m.add(metricSpecCPUShares, lim.CPUShares)
+	m.add(metricSpecMemLimit, zeroIfUnlimited(mem.Limit))
+	m.add(metricSpecMemReserve, zeroIfUnlimited(lim.MemoryReservation))
+	m.add(metricSpecMemSwap, zeroIfUnlimited(lim.SwapLimit))
+	m.add(metricThreads, u.cgroup.Pids.Current)
+	m.add(metricThreadsMax, zeroIfUnlimited(u.cgroup.Pids.Limit))
+	if p := u.procs; p != nil {
+		m.add(metricProcesses, p.Processes)
+		m.add(metricFileDescriptors, p.FileDescriptors)
+		m.add(metricSockets, p.Sockets)
+		if p.HasNoFile {
+			m.add(metricUlimitsSoft, p.NoFileSoft, "max_open_files")
+		}
+	} else {
+		m.add(metricProcesses, u.cgroup.Pids.Current)
+	}
 	if l := u.layer; l != nil {
 		m.add(metricFsUsage, l.GetUsedBytes().GetValue(), l.GetFsId().GetMountpoint())
 	}
+	if !u.rec.CreatedAt.IsZero() {
+		m.add(metricStartTime, uint64(u.rec.CreatedAt.Unix()))
+	}
 	m.add(metricLastSeen, uint64(now.Unix()))
 	return m.out
+}
+
+// zeroIfUnlimited is a limit as cAdvisor reports it: 0 for unlimited (the v1
+// page-rounded maximum, v2 "max").
+func zeroIfUnlimited(v uint64) uint64 {
+	if v > 1<<62 {
+		return 0
+	}
+	return v
 }
 
 // image is the image label: the image as the pod spec names it, which the

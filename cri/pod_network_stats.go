@@ -19,6 +19,8 @@ const podIfName = "eth0"
 type InterfaceStats struct {
 	Name                                 string
 	RxBytes, RxErrors, TxBytes, TxErrors uint64
+	RxPackets, RxDropped                 uint64
+	TxPackets, TxDropped                 uint64
 }
 
 // PodNetStats reads interface counters inside pods' network namespaces.
@@ -29,10 +31,20 @@ type PodNetStats interface {
 }
 
 // podNetworkUsage reads the interfaces of a ready pod's own network
-// namespace. Host-network pods report none, as with containerd: their
-// traffic is the node's, which the kubelet reads itself. A pod that is not
-// ready has had its interfaces removed by CNI DEL.
+// namespace in the CRI's form (podInterfaces).
 func (s *Server) podNetworkUsage(ctx context.Context, pod *meta.Pod) (*runtimeapi.NetworkUsage, error) {
+	ifaces, err := s.podInterfaces(ctx, pod)
+	if err != nil || ifaces == nil {
+		return nil, err
+	}
+	return networkUsage(ifaces), nil
+}
+
+// podInterfaces reads the interfaces of a ready pod's own network
+// namespace. Host-network pods report none (nil), as with containerd:
+// their traffic is the node's, which the kubelet reads itself. A pod that
+// is not ready has had its interfaces removed by CNI DEL.
+func (s *Server) podInterfaces(ctx context.Context, pod *meta.Pod) ([]InterfaceStats, error) {
 	netns := pod.Namespaces.Net
 	if s.netStats == nil || pod.State != podReady || netns == "" {
 		return nil, nil
@@ -41,6 +53,14 @@ func (s *Server) podNetworkUsage(ctx context.Context, pod *meta.Pod) (*runtimeap
 	if err != nil {
 		return nil, fmt.Errorf("network stats of pod %s: %w", pod.ID, err)
 	}
+	if ifaces == nil {
+		ifaces = []InterfaceStats{}
+	}
+	return ifaces, nil
+}
+
+// networkUsage is interface counters in the CRI's form.
+func networkUsage(ifaces []InterfaceStats) *runtimeapi.NetworkUsage {
 	out := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
 	for _, i := range ifaces {
 		u := &runtimeapi.NetworkInterfaceUsage{
@@ -59,5 +79,5 @@ func (s *Server) podNetworkUsage(ctx context.Context, pod *meta.Pod) (*runtimeap
 	if out.DefaultInterface == nil && len(out.Interfaces) > 0 {
 		out.DefaultInterface = out.Interfaces[0]
 	}
-	return out, nil
+	return out
 }

@@ -3,8 +3,10 @@ package cri
 import (
 	"context"
 	"errors"
+	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -20,26 +22,48 @@ var cAdvisorMetrics = map[string]struct {
 	typ   runtimeapi.MetricType
 	extra []string
 }{
-	"container_cpu_usage_seconds_total":          {metricCounter, nil},
-	"container_cpu_user_seconds_total":           {metricCounter, nil},
-	"container_cpu_system_seconds_total":         {metricCounter, nil},
-	"container_cpu_cfs_periods_total":            {metricCounter, nil},
-	"container_cpu_cfs_throttled_periods_total":  {metricCounter, nil},
-	"container_cpu_cfs_throttled_seconds_total":  {metricCounter, nil},
-	"container_memory_usage_bytes":               {metricGauge, nil},
-	"container_memory_working_set_bytes":         {metricGauge, nil},
-	"container_memory_rss":                       {metricGauge, nil},
-	"container_memory_cache":                     {metricGauge, nil},
-	"container_memory_swap":                      {metricGauge, nil},
-	"container_memory_total_inactive_file_bytes": {metricGauge, nil},
-	"container_oom_events_total":                 {metricCounter, nil},
-	"container_processes":                        {metricGauge, nil},
-	"container_fs_usage_bytes":                   {metricGauge, []string{"device"}},
-	"container_last_seen":                        {metricGauge, nil},
-	"container_network_receive_bytes_total":      {metricCounter, []string{"interface"}},
-	"container_network_receive_errors_total":     {metricCounter, []string{"interface"}},
-	"container_network_transmit_bytes_total":     {metricCounter, []string{"interface"}},
-	"container_network_transmit_errors_total":    {metricCounter, []string{"interface"}},
+	"container_cpu_usage_seconds_total":                {metricCounter, nil},
+	"container_cpu_user_seconds_total":                 {metricCounter, nil},
+	"container_cpu_system_seconds_total":               {metricCounter, nil},
+	"container_cpu_cfs_periods_total":                  {metricCounter, nil},
+	"container_cpu_cfs_throttled_periods_total":        {metricCounter, nil},
+	"container_cpu_cfs_throttled_seconds_total":        {metricCounter, nil},
+	"container_memory_usage_bytes":                     {metricGauge, nil},
+	"container_memory_working_set_bytes":               {metricGauge, nil},
+	"container_memory_rss":                             {metricGauge, nil},
+	"container_memory_cache":                           {metricGauge, nil},
+	"container_memory_swap":                            {metricGauge, nil},
+	"container_memory_total_inactive_file_bytes":       {metricGauge, nil},
+	"container_oom_events_total":                       {metricCounter, nil},
+	"container_processes":                              {metricGauge, nil},
+	"container_fs_usage_bytes":                         {metricGauge, []string{"device"}},
+	"container_last_seen":                              {metricGauge, nil},
+	"container_network_receive_bytes_total":            {metricCounter, []string{"interface"}},
+	"container_network_receive_errors_total":           {metricCounter, []string{"interface"}},
+	"container_network_transmit_bytes_total":           {metricCounter, []string{"interface"}},
+	"container_network_transmit_errors_total":          {metricCounter, []string{"interface"}},
+	"container_network_receive_packets_total":          {metricCounter, []string{"interface"}},
+	"container_network_receive_packets_dropped_total":  {metricCounter, []string{"interface"}},
+	"container_network_transmit_packets_total":         {metricCounter, []string{"interface"}},
+	"container_network_transmit_packets_dropped_total": {metricCounter, []string{"interface"}},
+	"container_memory_max_usage_bytes":                 {metricGauge, nil},
+	"container_memory_failcnt":                         {metricCounter, nil},
+	"container_memory_mapped_file":                     {metricGauge, nil},
+	"container_memory_failures_total":                  {metricCounter, []string{"failure_type", "scope"}},
+	"container_memory_events_high_total":               {metricCounter, nil},
+	"container_memory_events_max_total":                {metricCounter, nil},
+	"container_spec_cpu_period":                        {metricGauge, nil},
+	"container_spec_cpu_quota":                         {metricGauge, nil},
+	"container_spec_cpu_shares":                        {metricGauge, nil},
+	"container_spec_memory_limit_bytes":                {metricGauge, nil},
+	"container_spec_memory_reservation_limit_bytes":    {metricGauge, nil},
+	"container_spec_memory_swap_limit_bytes":           {metricGauge, nil},
+	"container_start_time_seconds":                     {metricGauge, nil},
+	"container_threads":                                {metricGauge, nil},
+	"container_threads_max":                            {metricGauge, nil},
+	"container_file_descriptors":                       {metricGauge, nil},
+	"container_sockets":                                {metricGauge, nil},
+	"container_ulimits_soft":                           {metricGauge, []string{"ulimit"}},
 }
 
 func TestListMetricDescriptors(t *testing.T) {
@@ -93,7 +117,7 @@ func newMetricsEnv(t *testing.T) *metricsEnv {
 	t.Helper()
 	e := &metricsEnv{testEnv: newTestEnv(t)}
 	e.netStats.ifaces = []InterfaceStats{
-		{Name: "eth0", RxBytes: 1500, RxErrors: 1, TxBytes: 900, TxErrors: 2},
+		{Name: "eth0", RxBytes: 1500, RxPackets: 10, RxErrors: 1, RxDropped: 3, TxBytes: 900, TxPackets: 6, TxErrors: 2, TxDropped: 4},
 		{Name: "net1", RxBytes: 7, TxBytes: 8},
 	}
 	podCfg := podConfigFor("p", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
@@ -115,16 +139,23 @@ func newMetricsEnv(t *testing.T) *metricsEnv {
 			Periods: 40, ThrottledPeriods: 3, ThrottledNanos: 4_200_000_000},
 		Memory: cgroups.MemoryStats{Usage: 80 << 20, WorkingSet: 70 << 20, RSS: 64 << 20, Cache: 16 << 20,
 			InactiveFile: 10 << 20, Swap: 1 << 20, Limit: 1 << 30, OOMKills: 2},
-		Pids: cgroups.PidsStats{Current: 3},
+		Pids:   cgroups.PidsStats{Current: 3, Limit: math.MaxUint64},
+		Limits: cgroups.Limits{CPUShares: 512, CPUPeriod: 100000, CPUQuota: math.MaxUint64, MemoryReservation: 9223372036854771712, SwapLimit: 1 << 30},
+		PSI:    &cgroups.PSI{CPU: cgroups.Pressure{Some: cgroups.PressureData{Avg10: 1.5, Total: 42}}},
 	}
-	k := fakeKernel{hugetlb: true, cgroups: map[string]*cgroups.Stats{}}
+	st.Memory.MaxUsage, st.Memory.Failcnt, st.Memory.MappedFile = 90<<20, 1, 4<<20
+	st.Memory.PageFaults, st.Memory.MajorPageFaults = 100, 5
+	k := fakeKernel{hugetlb: true, cgroups: map[string]*cgroups.Stats{}, procs: map[string]*ProcessStats{}}
 	for _, id := range []string{e.c1, e.stoppedCtr} {
 		rec, err := e.s.meta.Container(id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		k.cgroups[rec.CgroupPath] = st
+		k.procs[rec.CgroupPath] = &ProcessStats{Processes: 2, FileDescriptors: 9, Sockets: 1, NoFileSoft: 1024, HasNoFile: true}
 	}
+	// The pod cgroup the kubelet made: only its pressure is read.
+	k.cgroups[podCfg.Linux.CgroupParent] = &cgroups.Stats{PSI: &cgroups.PSI{Memory: cgroups.Pressure{Full: cgroups.PressureData{Total: 77}}}}
 	e.s.kernel = k
 	return e
 }
@@ -152,7 +183,9 @@ func TestListPodSandboxMetrics(t *testing.T) {
 	}
 	wantNet := map[string]uint64{
 		metricNetRxBytes + "/eth0": 1500, metricNetRxErrors + "/eth0": 1, metricNetTxBytes + "/eth0": 900, metricNetTxErrors + "/eth0": 2,
+		metricNetRxPackets + "/eth0": 10, metricNetRxDropped + "/eth0": 3, metricNetTxPackets + "/eth0": 6, metricNetTxDropped + "/eth0": 4,
 		metricNetRxBytes + "/net1": 7, metricNetRxErrors + "/net1": 0, metricNetTxBytes + "/net1": 8, metricNetTxErrors + "/net1": 0,
+		metricNetRxPackets + "/net1": 0, metricNetRxDropped + "/net1": 0, metricNetTxPackets + "/net1": 0, metricNetTxDropped + "/net1": 0,
 	}
 	if !reflect.DeepEqual(net, wantNet) {
 		t.Errorf("pod metrics %v, want %v", net, wantNet)
@@ -170,21 +203,44 @@ func TestListPodSandboxMetrics(t *testing.T) {
 		if m.Timestamp != 0 {
 			t.Errorf("%s timestamp %d, want 0 (read live)", m.Name, m.Timestamp)
 		}
-		got[m.Name] = m.Value.GetValue()
+		key := strings.Join(append([]string{m.Name}, m.LabelValues[5:]...), "/")
+		if _, dup := got[key]; dup {
+			t.Errorf("%s reported twice", key)
+		}
+		got[key] = m.Value.GetValue()
 	}
 	for name, want := range map[string]uint64{
 		metricCPUUsage: 2, metricCPUUser: 1, metricCPUSystem: 0,
 		metricCFSPeriods: 40, metricCFSThrottled: 3, metricCFSThrottledSecs: 4,
 		metricMemoryUsage: 80 << 20, metricMemoryWorkingSet: 70 << 20, metricMemoryRSS: 64 << 20,
 		metricMemoryCache: 16 << 20, metricMemorySwap: 1 << 20, metricMemoryInactive: 10 << 20,
-		metricOOMEvents: 2, metricProcesses: 3,
+		metricOOMEvents:      2,
+		metricMemoryMaxUsage: 90 << 20, metricMemoryFailcnt: 1, metricMemoryMapped: 4 << 20,
+		metricMemoryFailures + "/pgfault/container": 100, metricMemoryFailures + "/pgmajfault/container": 5,
+		metricMemoryFailures + "/pgfault/hierarchy": 100, metricMemoryFailures + "/pgmajfault/hierarchy": 5,
+		// Unlimited is 0, as cAdvisor reports it; so is the v1 soft limit's
+		// page-rounded maximum.
+		metricSpecCPUPeriod: 100000, metricSpecCPUShares: 512, metricSpecMemLimit: 1 << 30,
+		metricSpecMemReserve: 0, metricSpecMemSwap: 1 << 30,
+		metricThreads: 3, metricThreadsMax: 0,
+		// From the processes, not the tasks.
+		metricProcesses: 2, metricFileDescriptors: 9, metricSockets: 1,
+		metricUlimitsSoft + "/max_open_files": 1024,
 	} {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %d (reported %v), want %d", name, v, ok, want)
 		}
 	}
-	if got[metricLastSeen] == 0 {
-		t.Errorf("%s = 0", metricLastSeen)
+	for _, name := range []string{metricLastSeen, metricStartTime} {
+		if got[name] == 0 {
+			t.Errorf("%s = 0", name)
+		}
+	}
+	// No quota, no quota metric; v1 has no memory events.
+	for _, name := range []string{metricSpecCPUQuota, metricMemoryEventsHigh, metricMemoryEventsMax} {
+		if _, ok := got[name]; ok {
+			t.Errorf("%s reported", name)
+		}
 	}
 
 	// ContainerStats reads the same cgroup.
@@ -195,12 +251,18 @@ func TestListPodSandboxMetrics(t *testing.T) {
 	if cs.Stats.GetMemory().GetWorkingSetBytes().GetValue() != 70<<20 || cs.Stats.GetCpu().GetUsageCoreNanoSeconds().GetValue() != 2_500_000_000 {
 		t.Errorf("ContainerStats = %v", cs.Stats)
 	}
+	if p := cs.Stats.GetCpu().GetPsi().GetSome(); p.GetAvg10() != 1.5 || p.GetTotal() != 42 || cs.Stats.GetIo().GetPsi() == nil || cs.Stats.GetMemory().GetPsi() == nil {
+		t.Errorf("ContainerStats PSI: cpu %v, memory %v, io %v", cs.Stats.GetCpu().GetPsi(), cs.Stats.GetMemory().GetPsi(), cs.Stats.GetIo())
+	}
 	ps, err := e.s.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: e.pod})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l := ps.Stats.GetLinux(); l.GetProcess().GetProcessCount().GetValue() != 3 || l.GetMemory().GetWorkingSetBytes().GetValue() != 70<<20 {
 		t.Errorf("PodSandboxStats = %v, want the processes and working set of c1", l)
+	}
+	if l := ps.Stats.GetLinux(); l.GetMemory().GetPsi().GetFull().GetTotal() != 77 || l.GetCpu().GetPsi() == nil || l.GetIo().GetPsi() == nil {
+		t.Errorf("PodSandboxStats PSI = %v, %v, %v; want the pod cgroup's", l.GetCpu().GetPsi(), l.GetMemory().GetPsi(), l.GetIo())
 	}
 }
 

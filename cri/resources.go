@@ -8,10 +8,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -39,6 +41,22 @@ type kernelView interface {
 	// CgroupStats reads the usage counters of the cgroup at cgroupPath;
 	// a cgroup that is gone is errdefs.ErrNotFound.
 	CgroupStats(cgroupPath string) (*cgroups.Stats, error)
+	// ProcessStats counts the processes of the cgroup at cgroupPath and
+	// what they hold open; a cgroup that is gone is errdefs.ErrNotFound.
+	ProcessStats(cgroupPath string) (*ProcessStats, error)
+}
+
+// ProcessStats are what a container's processes hold, as cAdvisor reports
+// them.
+type ProcessStats struct {
+	Processes       uint64
+	FileDescriptors uint64
+	Sockets         uint64
+	// NoFileSoft is the soft open-files limit of the container's first
+	// process (its init, the lowest pid); HasNoFile is false when it has
+	// none or the limit could not be read.
+	NoFileSoft uint64
+	HasNoFile  bool
 }
 
 // procKernel reads /proc and the cgroup filesystems.
@@ -63,6 +81,40 @@ func (procKernel) CgroupStats(cgroupPath string) (*cgroups.Stats, error) {
 		return nil, err
 	}
 	return cg.Stats()
+}
+
+// ProcessStats lists the cgroup's processes and reads /proc/<pid>/fd of
+// each. A process that exits meanwhile is skipped.
+func (procKernel) ProcessStats(cgroupPath string) (*ProcessStats, error) {
+	cg, err := cgroups.Load(cgroupPath)
+	if err != nil {
+		return nil, err
+	}
+	pids, err := cg.Pids()
+	if err != nil {
+		return nil, err
+	}
+	out := &ProcessStats{Processes: uint64(len(pids))}
+	for _, pid := range pids {
+		dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		out.FileDescriptors += uint64(len(ents))
+		for _, ent := range ents {
+			if l, err := os.Readlink(filepath.Join(dir, ent.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+				out.Sockets++
+			}
+		}
+	}
+	if len(pids) > 0 {
+		var lim unix.Rlimit
+		if err := unix.Prlimit(slices.Min(pids), unix.RLIMIT_NOFILE, nil, &lim); err == nil && lim.Cur != unix.RLIM_INFINITY {
+			out.NoFileSoft, out.HasNoFile = lim.Cur, true
+		}
+	}
+	return out, nil
 }
 
 func (procKernel) HugetlbLimited(cgroupPath, pagesize string) (bool, error) {

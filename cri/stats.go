@@ -58,6 +58,9 @@ type containerUsage struct {
 	// layer is nil when Skiff was given no writable-layer root or the
 	// layer could not be measured.
 	layer *runtimeapi.FilesystemUsage
+	// procs is what the processes hold open, read for metrics only; nil
+	// otherwise.
+	procs *ProcessStats
 }
 
 // containerUsage reads a container's cgroup (the executor in the pod's
@@ -117,8 +120,20 @@ func (u *containerUsage) stats() *runtimeapi.ContainerStats {
 			m.AvailableBytes = &runtimeapi.UInt64Value{Value: st.Memory.Limit - st.Memory.WorkingSet}
 		}
 		out.Swap.SwapUsageBytes = &runtimeapi.UInt64Value{Value: st.Memory.Swap}
+		if p := st.PSI; p != nil {
+			out.Cpu.Psi, m.Psi = criPSI(p.CPU), criPSI(p.Memory)
+			out.Io = &runtimeapi.IoUsage{Timestamp: u.at, Psi: criPSI(p.IO)}
+		}
 	}
 	return out
+}
+
+// criPSI is a pressure file in the CRI's form.
+func criPSI(p cgroups.Pressure) *runtimeapi.PsiStats {
+	data := func(d cgroups.PressureData) *runtimeapi.PsiData {
+		return &runtimeapi.PsiData{Total: d.Total, Avg10: d.Avg10, Avg60: d.Avg60, Avg300: d.Avg300}
+	}
+	return &runtimeapi.PsiStats{Full: data(p.Full), Some: data(p.Some)}
 }
 
 // containerStats reads usage from the container's cgroup; a container whose
@@ -214,6 +229,16 @@ func (s *Server) podStats(ctx context.Context, pod *meta.Pod) (*runtimeapi.PodSa
 		linux.Memory.RssBytes.Value += st.GetMemory().GetRssBytes().GetValue()
 		if u.cgroup != nil {
 			linux.Process.ProcessCount.Value += u.cgroup.Pids.Current
+		}
+	}
+	// Pressure does not add up over containers: it is the pod cgroup's
+	// own, which the kubelet made (cgroup_parent).
+	if parent := cfg.GetLinux().GetCgroupParent(); parent != "" {
+		if st, err := s.kernel.CgroupStats(parent); err == nil && st.PSI != nil {
+			linux.Cpu.Psi, linux.Memory.Psi = criPSI(st.PSI.CPU), criPSI(st.PSI.Memory)
+			linux.Io = &runtimeapi.IoUsage{Timestamp: now, Psi: criPSI(st.PSI.IO)}
+		} else if err != nil && !errdefs.IsNotFound(err) {
+			s.log.Warn("pod cgroup pressure", "pod", pod.ID, "cgroup", parent, "err", err)
 		}
 	}
 	if linux.Network, err = s.podNetworkUsage(ctx, pod); err != nil {

@@ -14,6 +14,8 @@ import (
 type InterfaceStats struct {
 	Name                                 string
 	RxBytes, RxErrors, TxBytes, TxErrors uint64
+	RxPackets, RxDropped                 uint64
+	TxPackets, TxDropped                 uint64
 }
 
 // ReadInterfaceStats lists the counters of every interface in the network
@@ -72,7 +74,11 @@ func parseNetDev(r io.Reader) ([]InterfaceStats, error) {
 		if name == "lo" {
 			continue
 		}
-		out = append(out, InterfaceStats{Name: name, RxBytes: v[0], RxErrors: v[2], TxBytes: v[8], TxErrors: v[10]})
+		out = append(out, InterfaceStats{
+			Name:    name,
+			RxBytes: v[0], RxPackets: v[1], RxErrors: v[2], RxDropped: v[3],
+			TxBytes: v[8], TxPackets: v[9], TxErrors: v[10], TxDropped: v[11],
+		})
 	}
 	return out, sc.Err()
 }

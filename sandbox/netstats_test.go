@@ -18,13 +18,13 @@ func TestParseNetDev(t *testing.T) {
 		{
 			name: "pod",
 			table: "    lo:     560       8    0    0    0     0          0         0      560       8    0    0    0     0       0          0\n" +
-				"  eth0:   12829     105    2    0    0     0          0         0     5374      57    3    0    0     0       0          0\n",
-			want: []InterfaceStats{{Name: "eth0", RxBytes: 12829, RxErrors: 2, TxBytes: 5374, TxErrors: 3}},
+				"  eth0:   12829     105    2    4    0     0          0         0     5374      57    3    6    0     0       0          0\n",
+			want: []InterfaceStats{{Name: "eth0", RxBytes: 12829, RxPackets: 105, RxErrors: 2, RxDropped: 4, TxBytes: 5374, TxPackets: 57, TxErrors: 3, TxDropped: 6}},
 		},
 		{
 			name:  "long name and 64-bit counters",
 			table: "veryverylongnm:18446744073709551615 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n",
-			want:  []InterfaceStats{{Name: "veryverylongnm", RxBytes: 18446744073709551615, TxBytes: 7}},
+			want:  []InterfaceStats{{Name: "veryverylongnm", RxBytes: 18446744073709551615, RxPackets: 1, TxBytes: 7, TxPackets: 1}},
 		},
 		{name: "short line", table: "  eth0: 1 2 3\n", bad: true},
 		{name: "no colon", table: "  eth0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n", bad: true},

@@ -97,7 +97,11 @@ func (podNetStats) InterfaceStats(ctx context.Context, netnsPath string) ([]cri.
 	}
 	out := make([]cri.InterfaceStats, 0, len(stats))
 	for _, s := range stats {
-		out = append(out, cri.InterfaceStats{Name: s.Name, RxBytes: s.RxBytes, RxErrors: s.RxErrors, TxBytes: s.TxBytes, TxErrors: s.TxErrors})
+		out = append(out, cri.InterfaceStats{
+			Name:    s.Name,
+			RxBytes: s.RxBytes, RxPackets: s.RxPackets, RxErrors: s.RxErrors, RxDropped: s.RxDropped,
+			TxBytes: s.TxBytes, TxPackets: s.TxPackets, TxErrors: s.TxErrors, TxDropped: s.TxDropped,
+		})
 	}
 	return out, nil
 }

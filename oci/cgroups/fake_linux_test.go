@@ -16,6 +16,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -186,8 +187,16 @@ func TestFakeV2StatsFreezePids(t *testing.T) {
 	writeFile(t, filepath.Join(d, "cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 7\n")
 	writeFile(t, filepath.Join(d, "memory.current"), "10000\n")
 	writeFile(t, filepath.Join(d, "memory.max"), "max\n")
-	writeFile(t, filepath.Join(d, "memory.stat"), "anon 6000\nfile 4000\ninactive_file 3000\npgfault 11\npgmajfault 2\n")
-	writeFile(t, filepath.Join(d, "memory.events"), "low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\noom_group_kill 0\n")
+	writeFile(t, filepath.Join(d, "memory.stat"), "anon 6000\nfile 4000\ninactive_file 3000\npgfault 11\npgmajfault 2\nfile_mapped 1500\n")
+	writeFile(t, filepath.Join(d, "memory.events"), "low 0\nhigh 3\nmax 5\noom 2\noom_kill 2\noom_group_kill 0\n")
+	writeFile(t, filepath.Join(d, "memory.peak"), "12000\n")
+	writeFile(t, filepath.Join(d, "memory.low"), "0\n")
+	writeFile(t, filepath.Join(d, "memory.swap.max"), "max\n")
+	writeFile(t, filepath.Join(d, "cpu.max"), "20000 100000\n")
+	writeFile(t, filepath.Join(d, "cpu.weight"), "1\n")
+	writeFile(t, filepath.Join(d, "cpu.pressure"), "some avg10=2.00 avg60=1.00 avg300=0.50 total=300\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+	writeFile(t, filepath.Join(d, "memory.pressure"), "some avg10=0.00 avg60=0.00 avg300=0.00 total=40\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=20\n")
+	writeFile(t, filepath.Join(d, "io.pressure"), "some avg10=0.00 avg60=0.00 avg300=0.00 total=5\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n")
 	writeFile(t, filepath.Join(d, "pids.current"), "3\n")
 	writeFile(t, filepath.Join(d, "pids.max"), "max\n")
 	writeFile(t, filepath.Join(d, "cgroup.procs"), "10\n12\n")
@@ -199,11 +208,18 @@ func TestFakeV2StatsFreezePids(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Stats{
-		CPU:    CPUStats{UsageNanos: 1500000, UserNanos: 1000000, SystemNanos: 500000, Periods: 4, ThrottledPeriods: 1, ThrottledNanos: 7000},
-		Memory: MemoryStats{Usage: 10000, WorkingSet: 7000, RSS: 6000, Cache: 4000, InactiveFile: 3000, Limit: ^uint64(0), PageFaults: 11, MajorPageFaults: 2, OOMKills: 2},
+		CPU: CPUStats{UsageNanos: 1500000, UserNanos: 1000000, SystemNanos: 500000, Periods: 4, ThrottledPeriods: 1, ThrottledNanos: 7000},
+		Memory: MemoryStats{Usage: 10000, WorkingSet: 7000, RSS: 6000, Cache: 4000, InactiveFile: 3000, Limit: ^uint64(0), PageFaults: 11, MajorPageFaults: 2, OOMKills: 2,
+			MaxUsage: 12000, Failcnt: 5, MappedFile: 1500, Events: &MemoryEvents{High: 3, Max: 5}},
 		Pids:   PidsStats{Current: 3, Limit: ^uint64(0)},
+		Limits: Limits{CPUShares: 2, CPUPeriod: 100000, CPUQuota: 20000, MemoryReservation: 0, SwapLimit: ^uint64(0)},
+		PSI: &PSI{
+			CPU:    Pressure{Some: PressureData{Avg10: 2, Avg60: 1, Avg300: 0.5, Total: 300}},
+			Memory: Pressure{Some: PressureData{Total: 40}, Full: PressureData{Total: 20}},
+			IO:     Pressure{Some: PressureData{Total: 5}, Full: PressureData{Total: 1}},
+		},
 	}
-	if *s != want {
+	if !reflect.DeepEqual(*s, want) {
 		t.Errorf("stats = %+v\nwant %+v", *s, want)
 	}
 	if n, err := m.OOMKillCount(); err != nil || n != 2 {

@@ -201,6 +201,22 @@ func TestKernelLimitsAndOOM(t *testing.T) {
 	if st.CPU.UsageNanos == 0 {
 		t.Errorf("cpu usage is zero after running a process: %+v", st.CPU)
 	}
+	// The limits as set, read back the way cAdvisor reports a spec; the
+	// hog pushed usage to the limit, so the high-water mark is there too.
+	wantShares := uint64(512)
+	if l.Mode == Unified {
+		wantShares = WeightToShares(SharesToWeight(512))
+	}
+	if lim := st.Limits; lim.CPUShares != wantShares || lim.CPUQuota != 50000 || lim.CPUPeriod != 100000 {
+		t.Errorf("cpu limits = %+v, want shares %d, quota 50000, period 100000", lim, wantShares)
+	}
+	if st.Memory.MaxUsage < uint64(limit)/2 || st.Memory.MaxUsage > uint64(limit) {
+		t.Errorf("max usage = %d, want near the %d limit the hog hit", st.Memory.MaxUsage, limit)
+	}
+	// Every cgroup2 cgroup has pressure files, on a hybrid host too.
+	if d := m.Path(""); d != "" && exists(filepath.Join(d, "cpu.pressure")) && st.PSI == nil {
+		t.Errorf("no PSI read though %s/cpu.pressure exists", d)
+	}
 }
 
 func TestKernelKillAllAndDestroy(t *testing.T) {

@@ -233,6 +233,63 @@ func ParseFlatKeyed(data string) (map[string]uint64, error) {
 	return out, nil
 }
 
+// Pressure is one resource's pressure stall information: the share of
+// time some or all (full) tasks stalled on it.
+type Pressure struct {
+	Some, Full PressureData
+}
+
+// PressureData is one line of a pressure file: the stall percentage
+// averaged over 10, 60 and 300 seconds, and the total stall time in
+// microseconds.
+type PressureData struct {
+	Avg10, Avg60, Avg300 float64
+	Total                uint64
+}
+
+// ParsePressure parses a PSI file (cpu.pressure, memory.pressure,
+// io.pressure): "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and the
+// same for "full", which older kernels leave out of cpu.pressure.
+func ParsePressure(data string) (Pressure, error) {
+	var p Pressure
+	for line := range strings.SplitSeq(data, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		var d *PressureData
+		switch fields[0] {
+		case "some":
+			d = &p.Some
+		case "full":
+			d = &p.Full
+		default:
+			return Pressure{}, errdefs.InvalidArgument("pressure line %q: want some or full", line)
+		}
+		for _, kv := range fields[1:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return Pressure{}, errdefs.InvalidArgument("pressure line %q: field %q is not key=value", line, kv)
+			}
+			var err error
+			switch k {
+			case "avg10":
+				d.Avg10, err = strconv.ParseFloat(v, 64)
+			case "avg60":
+				d.Avg60, err = strconv.ParseFloat(v, 64)
+			case "avg300":
+				d.Avg300, err = strconv.ParseFloat(v, 64)
+			case "total":
+				d.Total, err = strconv.ParseUint(v, 10, 64)
+			}
+			if err != nil {
+				return Pressure{}, errdefs.InvalidArgument("pressure line %q: %s: %v", line, k, err)
+			}
+		}
+	}
+	return p, nil
+}
+
 // ParseUint parses a single-value cgroup file. "max" (v2 unlimited) maps to
 // math.MaxUint64; negative values (v1 "-1" for unlimited) map to
 // math.MaxUint64 as well.
@@ -260,6 +317,16 @@ func SharesToWeight(shares uint64) uint64 {
 	}
 	shares = min(max(shares, 2), 262144)
 	return 1 + ((shares-2)*9999)/262142
+}
+
+// WeightToShares is SharesToWeight backwards, for reporting a v2 cgroup's
+// cpu.weight as cpu.shares; zero returns zero.
+func WeightToShares(weight uint64) uint64 {
+	if weight == 0 {
+		return 0
+	}
+	weight = min(max(weight, 1), 10000)
+	return 2 + ((weight-1)*262142)/9999
 }
 
 // BlkioWeightToIOWeight converts v1 blkio.weight [10, 1000] to v2 io.weight

@@ -119,6 +119,34 @@ func TestParseProcCgroup(t *testing.T) {
 	}
 }
 
+func TestParsePressure(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Pressure
+		wantErr bool
+	}{
+		{"some and full", "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.10 avg60=0.00 avg300=0.00 total=99\n",
+			Pressure{Some: PressureData{Avg10: 1.5, Avg60: 0.25, Total: 12345}, Full: PressureData{Avg10: 0.1, Total: 99}}, false},
+		{"cpu of an old kernel: some only", "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n", Pressure{Some: PressureData{Total: 7}}, false},
+		{"empty", "", Pressure{}, false},
+		{"unknown kind", "most avg10=0.00\n", Pressure{}, true},
+		{"not key=value", "some avg10\n", Pressure{}, true},
+		{"bad number", "some total=x\n", Pressure{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParsePressure(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v", err)
+			}
+			if !tc.wantErr && got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseFlatKeyed(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -324,6 +324,12 @@ func (m *Manager) statsV1() (*Stats, error) {
 		s.CPU.Periods = kv["nr_periods"]
 		s.CPU.ThrottledPeriods = kv["nr_throttled"]
 		s.CPU.ThrottledNanos = kv["throttled_time"]
+		s.Limits.CPUShares, err = m.readUint(d, "cpu.shares")
+		errs = append(errs, optional(err))
+		s.Limits.CPUPeriod, err = m.readUint(d, "cpu.cfs_period_us")
+		errs = append(errs, optional(err))
+		s.Limits.CPUQuota, err = m.readUint(d, "cpu.cfs_quota_us")
+		errs = append(errs, optional(err))
 	}
 	if d, ok := m.v1["memory"]; ok {
 		var err error
@@ -343,10 +349,20 @@ func (m *Manager) statsV1() (*Stats, error) {
 		s.Memory.InactiveFile = kv["total_inactive_file"]
 		s.Memory.PageFaults = kv["total_pgfault"]
 		s.Memory.MajorPageFaults = kv["total_pgmajfault"]
+		s.Memory.MappedFile = kv["total_mapped_file"]
 		s.Memory.WorkingSet = workingSet(s.Memory.Usage, s.Memory.InactiveFile)
 		oc, err := m.readKeyed(d, "memory.oom_control")
 		errs = append(errs, err)
 		s.Memory.OOMKills = oc["oom_kill"]
+		s.Memory.MaxUsage, err = m.readUint(d, "memory.max_usage_in_bytes")
+		errs = append(errs, optional(err))
+		s.Memory.Failcnt, err = m.readUint(d, "memory.failcnt")
+		errs = append(errs, optional(err))
+		s.Limits.MemoryReservation, err = m.readUint(d, "memory.soft_limit_in_bytes")
+		errs = append(errs, optional(err))
+		// Without swap accounting the file is not there: no swap limit.
+		s.Limits.SwapLimit, err = m.readUint(d, "memory.memsw.limit_in_bytes")
+		errs = append(errs, optional(err))
 	}
 	if d, ok := m.v1["pids"]; ok {
 		var err error

@@ -211,6 +211,19 @@ func (m *Manager) statsV2() (*Stats, error) {
 	s.CPU.Periods = kv["nr_periods"]
 	s.CPU.ThrottledPeriods = kv["nr_throttled"]
 	s.CPU.ThrottledNanos = kv["throttled_usec"] * 1000
+	if exists(filepath.Join(d, "cpu.max")) {
+		w, err := m.readUint(d, "cpu.weight")
+		errs = append(errs, optional(err))
+		s.Limits.CPUShares = WeightToShares(w)
+		v, err := m.layout.read(filepath.Join(d, "cpu.max"))
+		errs = append(errs, err)
+		if quota, period, ok := strings.Cut(strings.TrimSpace(v), " "); ok {
+			s.Limits.CPUQuota, err = ParseUint(quota)
+			errs = append(errs, err)
+			s.Limits.CPUPeriod, err = ParseUint(period)
+			errs = append(errs, err)
+		}
+	}
 
 	if exists(filepath.Join(d, "memory.current")) {
 		s.Memory.Usage, err = m.readUint(d, "memory.current")
@@ -226,10 +239,19 @@ func (m *Manager) statsV2() (*Stats, error) {
 		s.Memory.InactiveFile = kv["inactive_file"]
 		s.Memory.PageFaults = kv["pgfault"]
 		s.Memory.MajorPageFaults = kv["pgmajfault"]
+		s.Memory.MappedFile = kv["file_mapped"]
 		s.Memory.WorkingSet = workingSet(s.Memory.Usage, s.Memory.InactiveFile)
 		ev, err := m.readKeyed(d, "memory.events")
 		errs = append(errs, err)
 		s.Memory.OOMKills = ev["oom_kill"]
+		s.Memory.Failcnt = ev["max"]
+		s.Memory.Events = &MemoryEvents{High: ev["high"], Max: ev["max"]}
+		s.Memory.MaxUsage, err = m.readUint(d, "memory.peak")
+		errs = append(errs, optional(err))
+		s.Limits.MemoryReservation, err = m.readUint(d, "memory.low")
+		errs = append(errs, optional(err))
+		s.Limits.SwapLimit, err = m.readUint(d, "memory.swap.max")
+		errs = append(errs, optional(err))
 	}
 	if exists(filepath.Join(d, "pids.current")) {
 		s.Pids.Current, err = m.readUint(d, "pids.current")

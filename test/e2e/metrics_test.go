@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,7 +81,13 @@ func TestPodSandboxMetrics(t *testing.T) {
 		t.Errorf("network metrics include lo: %v", net)
 	}
 
+	if net["container_network_receive_packets_total/eth0"] == 0 || net["container_network_transmit_packets_total/eth0"] == 0 {
+		t.Errorf("eth0 packet metrics %v, want both non-zero after a GET", net)
+	}
+
 	var ws, procs uint64
+	// The other series, by name (and extra label values).
+	series := map[string]uint64{}
 	found := false
 	for _, c := range pm.GetContainerMetrics() {
 		for _, m := range c.GetMetrics() {
@@ -91,6 +99,7 @@ func TestPodSandboxMetrics(t *testing.T) {
 			if v := m.GetLabelValues(); len(v) < 5 || v[0] != "metrics" || v[1] != "e2e" || v[2] != "mem" || v[3] != ctr {
 				t.Errorf("%s labels %q", m.GetName(), v)
 			}
+			series[strings.Join(append([]string{m.GetName()}, m.GetLabelValues()[5:]...), "/")] = m.GetValue().GetValue()
 			switch m.GetName() {
 			case "container_memory_working_set_bytes":
 				ws = m.GetValue().GetValue()
@@ -106,7 +115,40 @@ func TestPodSandboxMetrics(t *testing.T) {
 	if ws < size {
 		t.Errorf("working set %d bytes, want at least %d", ws, size)
 	}
-	if procs == 0 {
-		t.Errorf("container_processes = 0, want httpd")
+	if procs != 1 {
+		t.Errorf("container_processes = %d, want 1 (httpd)", procs)
+	}
+	t.Logf("other series: %v", series)
+	// httpd: one thread, its listening socket among its descriptors, the
+	// soft open-files limit it inherited; its memory peaked at the file.
+	for name, ok := range map[string]func(uint64) bool{
+		"container_threads":                                 func(v uint64) bool { return v == 1 },
+		"container_file_descriptors":                        func(v uint64) bool { return v >= 4 },
+		"container_sockets":                                 func(v uint64) bool { return v >= 1 },
+		"container_ulimits_soft/max_open_files":             func(v uint64) bool { return v > 0 },
+		"container_memory_max_usage_bytes":                  func(v uint64) bool { return v >= size },
+		"container_spec_cpu_period":                         func(v uint64) bool { return v == 100000 },
+		"container_spec_cpu_shares":                         func(v uint64) bool { return v >= 2 },
+		"container_memory_failures_total/pgfault/container": func(v uint64) bool { return v > 0 },
+		"container_start_time_seconds": func(v uint64) bool {
+			return v > uint64(time.Now().Add(-10*time.Minute).Unix()) && v <= uint64(time.Now().Unix())
+		},
+	} {
+		v, reported := series[name]
+		if !reported || !ok(v) {
+			t.Errorf("%s = %d (reported %v)", name, v, reported)
+		}
+	}
+
+	// On this hybrid host every cgroup has its cgroup2 pressure files:
+	// ContainerStats carries PSI, as the kubelet's KubeletPSI reads it.
+	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err == nil {
+		cs, err := d.rt.ContainerStats(ctxT(t, 30*time.Second), &runtimeapi.ContainerStatsRequest{ContainerId: ctr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs.GetStats().GetCpu().GetPsi() == nil || cs.GetStats().GetMemory().GetPsi() == nil || cs.GetStats().GetIo().GetPsi() == nil {
+			t.Errorf("ContainerStats without PSI: cpu %v, memory %v, io %v", cs.GetStats().GetCpu(), cs.GetStats().GetMemory(), cs.GetStats().GetIo())
+		}
 	}
 }

@@ -24,9 +24,12 @@
 #   NODE_E2E_OUT      directory to keep junit-<runtime>.xml, failed-<runtime>.txt
 #                     and the logs (e2e, kubelet, skiffd/containerd, registry)
 #   NODE_E2E_TIMEOUT  ginkgo suite timeout (default 90m)
-#   NODE_E2E_FEATURE_GATES  kubelet feature gates, "Name=true,Other=false"
-#                     (for example EventedPLEG=true, which has the kubelet
-#                     use GetContainerEvents)
+#   NODE_E2E_FEATURE_GATES  feature gates, "Name=true,Other=false", given to
+#                     the suite (--feature-gates), which sets them on its
+#                     kubelet and skips the specs upstream skips with them
+#                     (PodAndContainerStatsFromCRI=true skips the cAdvisor
+#                     ContainerMetrics spec); for example EventedPLEG=true
+#                     has the kubelet use GetContainerEvents
 #   SKIFF_TOOLS       cache directory (default /opt/skiff-tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -519,13 +522,6 @@ evictionMinimumReclaim:
   nodefs.inodesFree: 5%
 serializeImagePulls: false
 EOF
-	if [ -n "${NODE_E2E_FEATURE_GATES:-}" ]; then
-		echo "featureGates:" >>"$dir/kubelet-base.yaml"
-		local gate
-		for gate in ${NODE_E2E_FEATURE_GATES//,/ }; do
-			echo "  ${gate%%=*}: ${gate#*=}" >>"$dir/kubelet-base.yaml"
-		done
-	fi
 	local args=(
 		--procs="$procs"
 		--timeout="${NODE_E2E_TIMEOUT:-90m}"
@@ -548,6 +544,9 @@ EOF
 		--report-dir="$dir/report"
 		--v=2
 	)
+	if [ -n "${NODE_E2E_FEATURE_GATES:-}" ]; then
+		args+=(--feature-gates="$NODE_E2E_FEATURE_GATES")
+	fi
 	log "running [NodeConformance] against $rt, $procs procs (log $dir/e2e.log)"
 	start=$SECONDS
 	# In the background, so that a signal to this script is handled at once

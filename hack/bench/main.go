@@ -11,8 +11,10 @@
 //	                                   cri then pods, one table (the README's)
 //	go run ./hack/bench smoke [-md FILE]
 //	                                   all at the smallest sizes, for CI
-//	go run ./hack/bench kubelet [-pods 100] [-qps 5] -dry-run
-//	                                   static pods under the standalone kubelet (a sketch)
+//	go run ./hack/bench kubelet [-pods 100] [-qps 5] [-feature-gates G] [-md FILE]
+//	                                   static pods under the standalone kubelet: startup p50/p99
+//	go run ./hack/bench kubelet-stats [-feature-gates PodAndContainerStatsFromCRI=true]
+//	                                   not a benchmark: what the kubelet reports of a pod holding 64 MiB
 //
 // cri, pods, all and smoke build skiffd and the shim from the checkout, then
 // run them beside containerd 1.6 configured by the benchmark (same test
@@ -39,7 +41,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench exec|pull|cri|pods|all|smoke|kubelet [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench exec|pull|cri|pods|all|smoke|kubelet|kubelet-stats [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,6 +63,8 @@ func main() {
 		err = sideBySideMain(ctx, os.Args[1], os.Args[2:])
 	case "kubelet":
 		err = benchKubelet(ctx, os.Args[2:])
+	case "kubelet-stats":
+		err = benchKubeletStats(ctx, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}

@@ -34,7 +34,10 @@ type PodNetStats interface {
 // namespace in the CRI's form (podInterfaces).
 func (s *Server) podNetworkUsage(ctx context.Context, pod *meta.Pod) (*runtimeapi.NetworkUsage, error) {
 	ifaces, err := s.podInterfaces(ctx, pod)
-	if err != nil || ifaces == nil {
+	if err != nil || len(ifaces) == 0 {
+		// No interface but lo (a pod whose CNI DEL ran while it was still
+		// ready) reports no network: the kubelet reads the default
+		// interface of any network it is given, and a nil one crashes it.
 		return nil, err
 	}
 	return networkUsage(ifaces), nil
@@ -59,7 +62,8 @@ func (s *Server) podInterfaces(ctx context.Context, pod *meta.Pod) ([]InterfaceS
 	return ifaces, nil
 }
 
-// networkUsage is interface counters in the CRI's form.
+// networkUsage is interface counters in the CRI's form; ifaces must not be
+// empty, so that the default interface is set.
 func networkUsage(ifaces []InterfaceStats) *runtimeapi.NetworkUsage {
 	out := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
 	for _, i := range ifaces {

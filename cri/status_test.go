@@ -324,10 +324,14 @@ func TestPodSandboxStatsNetwork(t *testing.T) {
 		wantDefault string
 		wantIfaces  []string
 		wantErr     bool
+		// wantNoNetwork: the netns is read and no network is reported.
+		wantNoNetwork bool
 	}{
 		{name: "eth0 is the default", ifaces: []InterfaceStats{net1, eth0}, wantDefault: "eth0", wantIfaces: []string{"net1", "eth0"}},
 		{name: "no eth0: the first", ifaces: []InterfaceStats{net1}, wantDefault: "net1", wantIfaces: []string{"net1"}},
-		{name: "no interfaces", ifaces: nil, wantIfaces: nil},
+		// Only lo (CNI DEL ran while the pod was ready): no network at all,
+		// for the kubelet dereferences the default interface of any.
+		{name: "no interfaces", ifaces: nil, wantNoNetwork: true},
 		{name: "host network reports none", hostNetwork: true, ifaces: []InterfaceStats{eth0}},
 		{name: "stopped pod reports none", stop: true, ifaces: []InterfaceStats{eth0}},
 		{name: "read error", ifaces: nil, err: errors.New("setns: operation not permitted"), wantErr: true},
@@ -368,6 +372,15 @@ func TestPodSandboxStatsNetwork(t *testing.T) {
 			}
 			if want := e.s.podDir(pod) + "/ns/net"; len(e.netStats.asked) != 1 || e.netStats.asked[0] != want {
 				t.Errorf("read netns %q, want %s", e.netStats.asked, want)
+			}
+			if tc.wantNoNetwork {
+				if network != nil {
+					t.Fatalf("network = %v, want none", network)
+				}
+				return
+			}
+			if network.GetDefaultInterface() == nil {
+				t.Fatalf("network %v without a default interface: the kubelet dereferences it", network)
 			}
 			var names []string
 			for _, i := range network.GetInterfaces() {

@@ -483,6 +483,19 @@ func (s *Server) criContainer(ctx context.Context, rec *meta.Container) (*runtim
 	if err != nil {
 		return nil, nil, ContainerState{}, err
 	}
+	return criContainerOf(rec, cfg, st), cfg, st, nil
+}
+
+// criContainerIn is criContainer with the state already known.
+func (s *Server) criContainerIn(rec *meta.Container, st ContainerState) (*runtimeapi.Container, error) {
+	cfg, err := containerConfig(rec)
+	if err != nil {
+		return nil, err
+	}
+	return criContainerOf(rec, cfg, st), nil
+}
+
+func criContainerOf(rec *meta.Container, cfg *runtimeapi.ContainerConfig, st ContainerState) *runtimeapi.Container {
 	return &runtimeapi.Container{
 		Id: rec.ID, PodSandboxId: rec.PodID, Metadata: cfg.GetMetadata(),
 		Image:     &runtimeapi.ImageSpec{Image: rec.ImageName, UserSpecifiedImage: cfg.GetImage().GetImage()},
@@ -490,7 +503,7 @@ func (s *Server) criContainer(ctx context.Context, rec *meta.Container) (*runtim
 		ImageId:   rec.ImageID,
 		State:     criState(st),
 		CreatedAt: rec.CreatedAt.UnixNano(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-	}, cfg, st, nil
+	}
 }
 
 func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {
@@ -499,6 +512,9 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	var out []*runtimeapi.Container
+	// One call to each pod's shim for all its containers: the kubelet
+	// lists every second.
+	podStates := map[string]map[string]ContainerState{}
 	for _, rec := range all {
 		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
 			continue
@@ -509,7 +525,21 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 		if !matchLabels(f.GetLabelSelector(), rec.Labels) {
 			continue
 		}
-		c, _, _, err := s.criContainer(ctx, rec)
+		states, asked := podStates[rec.PodID]
+		if !asked {
+			// A shim that does not answer leaves every container of the
+			// pod to containerState, which reads exit records and handles
+			// a lost shim.
+			states, _ = s.shims.States(ctx, rec.PodID)
+			podStates[rec.PodID] = states
+		}
+		var c *runtimeapi.Container
+		var err error
+		if st, ok := states[rec.ID]; ok {
+			c, err = s.criContainerIn(rec, st)
+		} else {
+			c, _, _, err = s.criContainer(ctx, rec)
+		}
 		if err != nil {
 			s.log.Warn("skip container", "container", rec.ID, "err", err)
 			continue

@@ -257,10 +257,14 @@ type fakeShims struct {
 	// failWaits fails that many Wait calls with ErrUnavailable, as a
 	// dial that failed under load would.
 	failWaits int
+	// podOf is each container's pod; statesCalls counts States calls by
+	// pod.
+	podOf       map[string]string
+	statesCalls map[string]int
 }
 
 func newFakeShims() *fakeShims {
-	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000, ended: map[string]chan struct{}{}}
+	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000, ended: map[string]chan struct{}{}, podOf: map[string]string{}, statesCalls: map[string]int{}}
 }
 
 func (f *fakeShims) Start(_ context.Context, podID string, opts ShimOptions) (Shim, error) {
@@ -281,6 +285,21 @@ func (f *fakeShims) Connect(_ context.Context, podID string) (Shim, error) {
 		return nil, errdefs.NotFound("shim of pod %s", podID)
 	}
 	return &fakeShim{f: f, pod: podID}, nil
+}
+func (f *fakeShims) States(_ context.Context, podID string) (map[string]ContainerState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statesCalls[podID]++
+	if _, ok := f.pods[podID]; !ok {
+		return nil, errdefs.Unavailable("shim of pod %s", podID)
+	}
+	out := map[string]ContainerState{}
+	for id, st := range f.states {
+		if f.podOf[id] == podID {
+			out[id] = st
+		}
+	}
+	return out, nil
 }
 func (f *fakeShims) Stop(_ context.Context, podID, _ string) error {
 	f.mu.Lock()
@@ -364,6 +383,7 @@ func (s *fakeShim) Create(_ context.Context, req CreateRequest) error {
 	s.f.states[req.ID] = ContainerState{Status: StateCreated, Pid: s.f.nextPid}
 	s.f.specs[req.ID] = req
 	s.f.ended[req.ID] = make(chan struct{})
+	s.f.podOf[req.ID] = s.pod
 	return nil
 }
 func (s *fakeShim) Start(_ context.Context, id string) error {

@@ -147,6 +147,9 @@ type Shims interface {
 	Start(ctx context.Context, podID string, opts ShimOptions) (Shim, error)
 	// Connect finds the running shim of a pod, after a daemon restart too.
 	Connect(ctx context.Context, podID string) (Shim, error)
+	// States asks the pod's shim, in one call, for the state of every
+	// container it runs, by ID; ErrUnavailable when no shim answers.
+	States(ctx context.Context, podID string) (map[string]ContainerState, error)
 	// Stop ends a pod's shim and removes its files; idempotent. When the
 	// shim died, it ends what the shim left: the pod init, by its cgroup
 	// initCgroup (empty when the pod has no init).

@@ -71,6 +71,20 @@ func (s shims) Connect(ctx context.Context, podID string) (cri.Shim, error) {
 	return s.wrap(c), nil
 }
 
+// States asks the pod's shim once for the state of every container it
+// runs, by ID.
+func (s shims) States(ctx context.Context, podID string) (map[string]cri.ContainerState, error) {
+	states, err := shim.Dial(s.dir(podID)).ListContainers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]cri.ContainerState, len(states))
+	for _, st := range states {
+		out[st.ID] = toState(st)
+	}
+	return out, nil
+}
+
 func (s shims) Stop(ctx context.Context, podID, initCgroup string) error {
 	dir := s.dir(podID)
 	if c, err := shim.Connect(ctx, dir); err == nil {

@@ -135,13 +135,15 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, fmt.Errorf("encode container config: %w", err)
 	}
-	imageName := cfg.GetImage().GetImage()
-	if len(img.RepoTags) > 0 {
-		imageName = img.RepoTags[0]
+	// The names the pod used for the image (the kubelet passes its ID as
+	// image and the pod spec's as user_specified_image): one content can
+	// be known by several, and ContainerStatus shows the pod's.
+	imageName, imageRef := img.NamesFor(cfg.GetImage().GetUserSpecifiedImage(), cfg.GetImage().GetImage())
+	if imageName == "" {
+		imageName = cfg.GetImage().GetImage()
 	}
-	imageRef := img.ID
-	if len(img.RepoDigests) > 0 {
-		imageRef = img.RepoDigests[0]
+	if imageRef == "" {
+		imageRef = img.ID
 	}
 	rec := &meta.Container{
 		ID: id, PodID: pod.ID, Name: name, Config: raw,

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -56,5 +57,37 @@ func TestListContainersOneCallPerPod(t *testing.T) {
 	}
 	if e.shims.statesCalls[a] != 1 || e.shims.statesCalls[b] != 1 {
 		t.Errorf("States calls %v, want one per pod", e.shims.statesCalls)
+	}
+}
+
+// TestContainerImageAsThePodNamedIt: an image known by two tags (one
+// content pulled under two names) shows, in ContainerStatus and
+// ListContainers, under the tag the pod asked for: the kubelet compares it
+// with the pod spec's image after an image update.
+func TestContainerImageAsThePodNamedIt(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	e.images.img.RepoTags = []string{"registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1", "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"}
+	e.images.img.RepoDigests = []string{"registry.k8s.io/e2e-test-images/glibc-dns-testing@sha256:" + strings.Repeat("a", 64),
+		"registry.k8s.io/e2e-test-images/busybox@sha256:" + strings.Repeat("b", 64)}
+	podCfg := podConfigFor("p", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	pod := e.runPod(t, podCfg)
+	cfg := ctrConfig("c", nil)
+	// As the kubelet sends it: the image ID, and the pod spec's name.
+	cfg.Image = &runtimeapi.ImageSpec{Image: e.images.img.ID, UserSpecifiedImage: "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"}
+	id := e.createContainer(t, pod, podCfg, cfg)
+	st, err := e.s.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.GetStatus().GetImage().GetImage(); got != "registry.k8s.io/e2e-test-images/busybox:1.37.0-2" {
+		t.Errorf("status image %q, want the pod's tag", got)
+	}
+	if got := st.GetStatus().GetImageRef(); got != e.images.img.RepoDigests[1] {
+		t.Errorf("status image ref %q, want %q", got, e.images.img.RepoDigests[1])
+	}
+	list, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil || len(list.Containers) != 1 || list.Containers[0].GetImage().GetImage() != "registry.k8s.io/e2e-test-images/busybox:1.37.0-2" {
+		t.Errorf("ListContainers = %v, %v", list, err)
 	}
 }

@@ -50,6 +50,52 @@ func refString(r name.Reference) string {
 	return r.Name()
 }
 
+// NamesFor returns the tag and digest the image is known by, as one of
+// refs (the references a pod asked for, in order of preference) names it:
+// an image pulled under several names (one content, many tags) is shown
+// under the one the pod used. Without a match it is the first of each
+// (RepoTags[0], RepoDigests[0]); either is "" when the image has none.
+func (img Image) NamesFor(refs ...string) (tag, digest string) {
+	if len(img.RepoTags) > 0 {
+		tag = img.RepoTags[0]
+	}
+	if len(img.RepoDigests) > 0 {
+		digest = img.RepoDigests[0]
+	}
+	for _, ref := range refs {
+		r, err := parseRef(ref)
+		if err != nil {
+			continue
+		}
+		repo := normalizedRepo(r.Context())
+		matched := false
+		if t, ok := r.(name.Tag); ok && slices.Contains(img.RepoTags, refString(t)) {
+			tag, matched = refString(t), true
+		}
+		if d, ok := r.(name.Digest); ok && slices.Contains(img.RepoDigests, refString(d)) {
+			digest, matched = refString(d), true
+			// The tag of the same repository, if any.
+			for _, t := range img.RepoTags {
+				if strings.HasPrefix(t, repo+":") {
+					tag = t
+					break
+				}
+			}
+		}
+		if !matched {
+			continue
+		}
+		for _, d := range img.RepoDigests {
+			if strings.HasPrefix(d, repo+"@") {
+				digest = d
+				break
+			}
+		}
+		return tag, digest
+	}
+	return tag, digest
+}
+
 // refKey is the key a reference has in the refs bucket.
 func refKey(s string) (string, error) {
 	r, err := parseRef(s)

@@ -229,3 +229,34 @@ func TestChainIDs(t *testing.T) {
 		t.Error("chain IDs not deterministic")
 	}
 }
+
+func TestNamesFor(t *testing.T) {
+	// One content pulled under two names, as the node e2e images are.
+	img := Image{
+		RepoTags: []string{"registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1", "registry.k8s.io/e2e-test-images/busybox:1.37.0-2", "docker.io/library/busybox:1.36"},
+		RepoDigests: []string{"registry.k8s.io/e2e-test-images/glibc-dns-testing@sha256:aaaa", "registry.k8s.io/e2e-test-images/busybox@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+			"docker.io/library/busybox@sha256:cccc"},
+	}
+	for _, tc := range []struct {
+		name        string
+		refs        []string
+		tag, digest string
+	}{
+		{"no refs: the first", nil, img.RepoTags[0], img.RepoDigests[0]},
+		{"the pod's tag", []string{"registry.k8s.io/e2e-test-images/busybox:1.37.0-2"}, img.RepoTags[1], img.RepoDigests[1]},
+		{"a short Docker Hub name", []string{"busybox:1.36"}, img.RepoTags[2], img.RepoDigests[2]},
+		{"an image ID, then the pod's tag", []string{"sha256:0123", "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"}, img.RepoTags[1], img.RepoDigests[1]},
+		{"a digest: its repository's tag", []string{"registry.k8s.io/e2e-test-images/busybox@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}, img.RepoTags[1], img.RepoDigests[1]},
+		{"a tag the image lacks", []string{"busybox:latest"}, img.RepoTags[0], img.RepoDigests[0]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tag, digest := img.NamesFor(tc.refs...)
+			if tag != tc.tag || digest != tc.digest {
+				t.Errorf("NamesFor(%q) = %q, %q; want %q, %q", tc.refs, tag, digest, tc.tag, tc.digest)
+			}
+		})
+	}
+	if tag, digest := (Image{}).NamesFor("busybox"); tag != "" || digest != "" {
+		t.Errorf("no names: %q, %q", tag, digest)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiffcri/skiff/config"
+	"github.com/skiffcri/skiff/cri"
 )
 
 // runcBinary is Debian's runc, the OCI runtime the handler tests drive.
@@ -183,5 +186,49 @@ func TestRuntimeHandlerRuncUserNamespaceRefused(t *testing.T) {
 	_, err := d.rt.RunPodSandbox(ctxT(t, time.Minute), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runc"})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "user namespaces") {
 		t.Errorf("user-namespaced pod on runc: %v, want FailedPrecondition about user namespaces", err)
+	}
+}
+
+// TestRuntimeHandlerRuncShimKilled: when the shim of a runc pod dies,
+// skiffd ends its containers through runc ("runc delete --force"), records
+// them as killed (137, ShimLost), and runc is left with nothing once the
+// pod is removed. The pod shares its PID namespace, so its init is the
+// shim's too and is ended by its cgroup.
+func TestRuntimeHandlerRuncShimKilled(t *testing.T) {
+	d, root := startRuncDaemon(t)
+	d.pull(t, busybox)
+	podCfg := d.podConfig("runc-shim-killed")
+	podCfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	podID := d.runHandlerPod(t, podCfg, "runc")
+	// Quiet: a container that writes would die of SIGPIPE with its shim.
+	id := d.runContainer(t, podID, podCfg, "quiet", "sleep", "1000")
+	d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	if got := runcList(t, root); !slices.Contains(got, id) {
+		t.Fatalf("runc list = %q, want %s", got, id)
+	}
+	b, err := os.ReadFile(filepath.Join(d.state, "shims", podID, "shim.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 shim %d: %v", shimPid, err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); len(procsOf(t, filepath.Join(d.cgroupParent, id))) != 0 || slices.Contains(runcList(t, root), id); {
+		if time.Now().After(deadline) {
+			t.Fatalf("20s after its shim was killed: container processes %v, runc list %q", procsOf(t, filepath.Join(d.cgroupParent, id)), runcList(t, root))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := d.containerStatus(t, id)
+	if st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.Reason != cri.ReasonShimLost || st.ExitCode != 137 {
+		t.Errorf("container after its shim was killed: %s reason %q exit %d, want EXITED %s 137", st.State, st.Reason, st.ExitCode, cri.ReasonShimLost)
+	}
+	d.removePod(t, podID)
+	if got := runcList(t, root); len(got) != 0 {
+		t.Errorf("runc list after RemovePodSandbox = %q, want empty", got)
 	}
 }

@@ -252,6 +252,12 @@ if [ -n "${CRITEST_OUT:-}" ]; then
 	printf '%s\n' "$failed_names" | sed '/^$/d' >"$CRITEST_OUT/failed.txt"
 fi
 
+# The handler's pods ran on its runtime: their shims made its root.
+if [ -n "$handler" ] && [ ! -d "$state/runtimes/$handler" ]; then
+	log "no pod ran on runtime handler $handler ($state/runtimes/$handler is missing)"
+	exit 1
+fi
+
 baseline=
 if [ -f "$baseline_file" ]; then
 	baseline=$(tr -dc '0-9' <"$baseline_file")

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -44,12 +45,34 @@ type Config struct {
 	Runtimes map[string]RuntimeConfig `toml:"runtimes"`
 }
 
+// Runtime handler types.
+const (
+	// RuntimeBuiltin is Skiff's own executor, the default handler's.
+	RuntimeBuiltin = "builtin"
+	// RuntimeOCI is an OCI runtime CLI (runc, crun, runsc) that the pod's
+	// shim drives through the OCI runtime command line.
+	RuntimeOCI = "oci"
+)
+
 // RuntimeConfig is one runtime handler.
 type RuntimeConfig struct {
-	// Type is "builtin", Skiff's own executor, for now the only one:
-	// running an external OCI runtime CLI (runc, crun, runsc) as a handler
-	// is not done yet.
+	// Type is RuntimeBuiltin or RuntimeOCI.
 	Type string `toml:"type"`
+	// Path is the OCI runtime's executable (type "oci"); empty means the
+	// handler's name looked up on $PATH when skiffd starts.
+	Path string `toml:"path"`
+	// Root is the OCI runtime's state directory, its --root (type "oci");
+	// empty means <state>/runtimes/<name>.
+	Root string `toml:"root"`
+}
+
+// RuntimeRoot returns the state directory of handler name's OCI runtime:
+// its configured root, else one under the daemon's state directory.
+func (c *Config) RuntimeRoot(name string) string {
+	if r := c.Runtimes[name].Root; r != "" {
+		return r
+	}
+	return filepath.Join(c.State, "runtimes", name)
 }
 
 // dnsLabel is what Kubernetes accepts as a RuntimeClass handler.
@@ -155,8 +178,8 @@ func (c *Config) Validate() error {
 		if !dnsLabel.MatchString(name) {
 			return fmt.Errorf("config: runtime handler %q is not a DNS label, as RuntimeClass handlers are", name)
 		}
-		if rt.Type != "builtin" {
-			return fmt.Errorf("config: runtime handler %q: type %q is not supported (only \"builtin\", the built-in executor; external OCI runtimes are not done yet)", name, rt.Type)
+		if err := rt.validate(name); err != nil {
+			return err
 		}
 	}
 	for host, eps := range c.Image.Mirrors {
@@ -166,6 +189,31 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("config: mirror %q for %s: want http(s)://host[:port][/prefix]", ep, host)
 			}
 		}
+	}
+	return nil
+}
+
+func (rt RuntimeConfig) validate(name string) error {
+	switch rt.Type {
+	case RuntimeBuiltin:
+		if rt.Path != "" || rt.Root != "" {
+			return fmt.Errorf("config: runtime handler %q: path and root are for type %q only (the built-in executor has its own)", name, RuntimeOCI)
+		}
+	case RuntimeOCI:
+		// "skiff" is the default handler's other name (the runtime's own).
+		if name == "skiff" {
+			return fmt.Errorf("config: runtime handler %q is the default handler's name; give the OCI runtime another", name)
+		}
+		if rt.Path != "" && !filepath.IsAbs(rt.Path) {
+			return fmt.Errorf("config: runtime handler %q: path %q is not absolute", name, rt.Path)
+		}
+		if rt.Root != "" && !filepath.IsAbs(rt.Root) {
+			return fmt.Errorf("config: runtime handler %q: root %q is not absolute", name, rt.Root)
+		}
+	case "":
+		return fmt.Errorf("config: runtime handler %q: type is missing (want %q or %q)", name, RuntimeBuiltin, RuntimeOCI)
+	default:
+		return fmt.Errorf("config: runtime handler %q: type %q is not supported (want %q, the built-in executor, or %q, an OCI runtime CLI)", name, rt.Type, RuntimeBuiltin, RuntimeOCI)
 	}
 	return nil
 }

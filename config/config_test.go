@@ -54,7 +54,22 @@ conf_dir = "/tmp/cni"
 				t.Errorf("runtimes %+v", c.Runtimes)
 			}
 		}},
-		{name: "runtime handler of an unsupported type", explicit: true, file: "[runtimes.runc]\ntype = \"oci\"\n", wantErr: true},
+		{name: "oci runtime handler", explicit: true, file: "state = \"/s\"\n[runtimes.runc]\ntype = \"oci\"\npath = \"/usr/sbin/runc\"\n[runtimes.crun]\ntype = \"oci\"\nroot = \"/run/crun-skiff\"\n", check: func(t *testing.T, c Config) {
+			if rt := c.Runtimes["runc"]; rt.Type != RuntimeOCI || rt.Path != "/usr/sbin/runc" {
+				t.Errorf("runc handler %+v", rt)
+			}
+			if got := c.RuntimeRoot("runc"); got != "/s/runtimes/runc" {
+				t.Errorf("default root %q", got)
+			}
+			if got := c.RuntimeRoot("crun"); got != "/run/crun-skiff" {
+				t.Errorf("configured root %q", got)
+			}
+		}},
+		{name: "runtime handler of an unsupported type", explicit: true, file: "[runtimes.runc]\ntype = \"shim-v2\"\n", wantErr: true},
+		{name: "oci runtime handler with a relative path", explicit: true, file: "[runtimes.runc]\ntype = \"oci\"\npath = \"runc\"\n", wantErr: true},
+		{name: "oci runtime handler with a relative root", explicit: true, file: "[runtimes.runc]\ntype = \"oci\"\nroot = \"run/runc\"\n", wantErr: true},
+		{name: "oci runtime handler named as the default", explicit: true, file: "[runtimes.skiff]\ntype = \"oci\"\n", wantErr: true},
+		{name: "builtin runtime handler with a path", explicit: true, file: "[runtimes.x]\ntype = \"builtin\"\npath = \"/usr/sbin/runc\"\n", wantErr: true},
 		{name: "runtime handler without a type", explicit: true, file: "[runtimes.x]\n", wantErr: true},
 		{name: "runtime handler not a DNS label", explicit: true, file: "[runtimes.Test_Handler]\ntype = \"builtin\"\n", wantErr: true},
 	}

@@ -261,6 +261,14 @@ type fakeShims struct {
 	// pod.
 	podOf       map[string]string
 	statesCalls map[string]int
+	// handler is the runtime handler of the last shim started.
+	handler string
+}
+
+func (f *fakeShims) lastHandler() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.handler
 }
 
 func newFakeShims() *fakeShims {
@@ -271,6 +279,7 @@ func (f *fakeShims) Start(_ context.Context, podID string, opts ShimOptions) (Sh
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pods[podID] = 0
+	f.handler = opts.RuntimeHandler
 	f.exited[podID] = make(chan struct{})
 	if opts.SharePID {
 		f.nextPid++
@@ -558,6 +567,8 @@ func newTestEnv(t *testing.T) *testEnv {
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	e.s.kernel = fakeKernel{minOOM: 0, hugetlb: true}
+	// A node whose default handler does everything.
+	e.s.features = Features{RecursiveReadOnlyMounts: true, UserNamespaces: true}
 	// Background work (exit watches) ends with the test, before the
 	// store closes.
 	life, cancel := context.WithCancel(context.Background())

@@ -68,6 +68,9 @@ type ContainerState struct {
 
 // ShimOptions say what a pod's shim sets up besides itself.
 type ShimOptions struct {
+	// RuntimeHandler is the pod's runtime handler: the shim runs its
+	// containers on the built-in executor or on the handler's OCI runtime.
+	RuntimeHandler string
 	// SharePID starts the pod's init in a new PID namespace, as its PID 1,
 	// for containers to join.
 	SharePID bool

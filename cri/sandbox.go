@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -43,12 +42,37 @@ func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
 }
 
 // checkHandler accepts the default runtime handler ("" or RuntimeName) and
-// the configured ones, which all run the built-in executor.
-func (s *Server) checkHandler(h string) error {
-	if h == "" || h == RuntimeName || slices.Contains(s.handlers, h) {
-		return nil
+// the configured ones, and returns what the handler's pods can have. An
+// unknown handler is NotFound, as containerd and CRI-O answer.
+func (s *Server) checkHandler(h string) (Features, error) {
+	if h == "" || h == RuntimeName {
+		return s.features, nil
 	}
-	return errdefs.InvalidArgument("runtime handler %q is not configured (known: %q)", h, append([]string{RuntimeName}, s.handlers...))
+	for _, rh := range s.handlers {
+		if rh.Name == h {
+			return rh.Features, nil
+		}
+	}
+	known := []string{RuntimeName}
+	for _, rh := range s.handlers {
+		known = append(known, rh.Name)
+	}
+	return Features{}, errdefs.NotFound("runtime handler %q is not configured (known: %q)", h, known)
+}
+
+// checkFeatures refuses a pod that needs what its runtime handler cannot
+// give, before anything is made for it.
+func checkFeatures(cfg *runtimeapi.PodSandboxConfig, handler string, f Features) error {
+	// No options means the node's user namespace (a kubelet without
+	// user namespace support).
+	u := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
+	if u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD && !f.UserNamespaces {
+		if handler == "" {
+			handler = RuntimeName
+		}
+		return errdefs.FailedPrecondition("runtime handler %q does not support user namespaces (its features list userNamespaces false)", handler)
+	}
+	return nil
 }
 
 // RunPodSandbox creates a pod's namespaces, files and network and starts its
@@ -58,7 +82,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err := validatePodConfig(cfg); err != nil {
 		return nil, err
 	}
-	if err := s.checkHandler(req.GetRuntimeHandler()); err != nil {
+	features, err := s.checkHandler(req.GetRuntimeHandler())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFeatures(cfg, req.GetRuntimeHandler(), features); err != nil {
 		return nil, err
 	}
 	if s.shims == nil {
@@ -154,7 +182,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 	}
 
-	shimOpts := ShimOptions{SharePID: sharePID, InitCgroup: rec.InitCgroup, UserNS: rec.Namespaces.User}
+	shimOpts := ShimOptions{SharePID: sharePID, InitCgroup: rec.InitCgroup, UserNS: rec.Namespaces.User, RuntimeHandler: rec.RuntimeHandler}
 	shim, err := s.shims.Start(ctx, id, shimOpts)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -69,17 +70,25 @@ type Options struct {
 	RootfsRoot   string
 	CgroupDriver string
 	CgroupV2     bool
-	// RuntimeHandlers are the configured handler names besides the
-	// default ("" and RuntimeName); all run the built-in executor.
-	RuntimeHandlers []string
+	// RuntimeHandlers are the configured handlers besides the default
+	// ("" and RuntimeName), with what each supports: the built-in
+	// executor's features, or an OCI runtime's.
+	RuntimeHandlers []RuntimeHandler
 	// Features are what the kernel and the executor support, probed by
-	// the daemon at start-up.
+	// the daemon at start-up: the default handler's.
 	Features Features
 	Log      *slog.Logger
 }
 
-// Features are the optional features Status reports for every runtime
-// handler.
+// RuntimeHandler is a configured runtime handler (a RuntimeClass's
+// handler name) and what its pods can have.
+type RuntimeHandler struct {
+	Name     string
+	Features Features
+}
+
+// Features are the optional features Status reports for a runtime
+// handler; RunPodSandbox refuses a pod that needs one its handler lacks.
 type Features struct {
 	// RecursiveReadOnlyMounts: the kernel has mount_setattr(2).
 	RecursiveReadOnlyMounts bool
@@ -108,8 +117,9 @@ type Server struct {
 	rootfsRoot   string
 	cgroupDriver string
 	cgroupV2     bool
-	// handlers are the configured runtime handler names (besides the default).
-	handlers []string
+	// handlers are the configured runtime handlers (besides the default),
+	// sorted by name.
+	handlers []RuntimeHandler
 	features Features
 	log      *slog.Logger
 	kernel   kernelView
@@ -166,7 +176,7 @@ func New(opts Options) *Server {
 		rootfsRoot:   opts.RootfsRoot,
 		cgroupDriver: opts.CgroupDriver,
 		cgroupV2:     opts.CgroupV2,
-		handlers:     slices.Sorted(slices.Values(opts.RuntimeHandlers)),
+		handlers:     sortedHandlers(opts.RuntimeHandlers),
 		features:     opts.Features,
 		layers:       newLayerUsage(treeUsage),
 		log:          log,
@@ -174,6 +184,12 @@ func New(opts Options) *Server {
 		netStats:     opts.NetStats,
 		events:       events.New(eventBuffer),
 	}
+}
+
+func sortedHandlers(hs []RuntimeHandler) []RuntimeHandler {
+	out := slices.Clone(hs)
+	slices.SortFunc(out, func(a, b RuntimeHandler) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Register adds both CRI services to g.

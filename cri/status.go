@@ -64,18 +64,18 @@ func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Update
 }
 
 // runtimeHandlers lists the default handler ("") and the configured ones,
-// with what each supports: all run the built-in executor, so all have the
-// features skiffd probed at start-up.
+// each with its own features: the built-in executor's probed at start-up,
+// or those of the OCI runtime the handler names.
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
-	features := func() *runtimeapi.RuntimeHandlerFeatures {
+	features := func(f Features) *runtimeapi.RuntimeHandlerFeatures {
 		return &runtimeapi.RuntimeHandlerFeatures{
-			RecursiveReadOnlyMounts: s.features.RecursiveReadOnlyMounts,
-			UserNamespaces:          s.features.UserNamespaces,
+			RecursiveReadOnlyMounts: f.RecursiveReadOnlyMounts,
+			UserNamespaces:          f.UserNamespaces,
 		}
 	}
-	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features()}}
+	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features(s.features)}}
 	for _, h := range s.handlers {
-		out = append(out, &runtimeapi.RuntimeHandler{Name: h, Features: features()})
+		out = append(out, &runtimeapi.RuntimeHandler{Name: h.Name, Features: features(h.Features)})
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -543,34 +544,59 @@ func TestUpdateContainerResources(t *testing.T) {
 }
 
 // TestRuntimeHandlers: configured handlers are accepted by RunPodSandbox and
-// listed by Status beside the default; others are refused.
+// listed by Status beside the default, each with its own features; an
+// unknown handler is NotFound; a pod that needs a feature its handler lacks
+// is refused before anything is made.
 func TestRuntimeHandlers(t *testing.T) {
 	e := newTestEnv(t)
-	e.s.handlers = []string{"test-handler"}
+	e.s.handlers = sortedHandlers([]RuntimeHandler{
+		{Name: "test-handler", Features: Features{RecursiveReadOnlyMounts: true, UserNamespaces: true}},
+		{Name: "runc", Features: Features{RecursiveReadOnlyMounts: true}},
+	})
 	e.s.features = Features{RecursiveReadOnlyMounts: true, UserNamespaces: true}
 	ctx := context.Background()
-	for _, h := range []string{"", RuntimeName, "test-handler"} {
+	for _, h := range []string{"", RuntimeName, "test-handler", "runc"} {
 		cfg := podConfigFor("h-"+strings.ReplaceAll(h, "-", ""), runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
 		if _, err := e.s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: h}); err != nil {
 			t.Errorf("RunPodSandbox with handler %q: %v", h, err)
 		}
+		if got := e.shims.lastHandler(); got != h {
+			t.Errorf("shim started for handler %q, want %q", got, h)
+		}
 	}
 	cfg := podConfigFor("unknown", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
-	if _, err := e.s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runsc"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Errorf("RunPodSandbox with an unknown handler = %v, want invalid argument", err)
+	_, err := e.s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runsc"})
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), `"runsc"`) {
+		t.Errorf("RunPodSandbox with an unknown handler = %v, want NotFound naming it", err)
 	}
+	if got := grpcCode(err); got != codes.NotFound {
+		t.Errorf("unknown handler answers %v, want NotFound", got)
+	}
+
+	userns := podConfigFor("userns", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	userns.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}
+	pods := len(e.shims.pods)
+	if _, err := e.s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: userns, RuntimeHandler: "runc"}); !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "user namespaces") {
+		t.Errorf("user-namespaced pod on runc = %v, want FailedPrecondition about user namespaces", err)
+	}
+	if len(e.shims.pods) != pods {
+		t.Errorf("a refused pod started a shim")
+	}
+
 	resp, err := e.s.Status(ctx, &runtimeapi.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := map[string][2]bool{"": {true, true}, "runc": {true, false}, "test-handler": {true, true}}
 	var names []string
 	for _, h := range resp.RuntimeHandlers {
 		names = append(names, h.Name)
-		if !h.Features.GetRecursiveReadOnlyMounts() || !h.Features.GetUserNamespaces() {
-			t.Errorf("handler %q reports features %v, want the probed ones", h.Name, h.Features)
+		f := h.Features
+		if w := want[h.Name]; f.GetRecursiveReadOnlyMounts() != w[0] || f.GetUserNamespaces() != w[1] {
+			t.Errorf("handler %q reports features %v, want rro %v userns %v", h.Name, f, w[0], w[1])
 		}
 	}
-	if strings.Join(names, ",") != ",test-handler" {
-		t.Errorf("Status lists handlers %q, want the default and test-handler", names)
+	if strings.Join(names, ",") != ",runc,test-handler" {
+		t.Errorf("Status lists handlers %q, want the default, runc and test-handler", names)
 	}
 }

@@ -33,6 +33,12 @@ fi
 if [ "${SKIP_CRITEST:-0}" != 1 ]; then
 	echo "== critest"
 	hack/critest.sh
+	# The same suite with every pod on the runc handler (an OCI runtime
+	# CLI driven by the shims), floor in hack/critest-runc-baseline.
+	if [ -x /usr/sbin/runc ] && [ "${SKIP_CRITEST_RUNC:-0}" != 1 ]; then
+		echo "== critest, runtime handler runc"
+		CRITEST_RUNTIME_HANDLER=runc CRITEST_RUNTIME_PATH=/usr/sbin/runc hack/critest.sh
+	fi
 fi
 
 # Every side-by-side benchmark at its smallest size, beside containerd 1.6:

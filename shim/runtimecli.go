@@ -34,11 +34,17 @@ func defaultEnv() []string {
 // cgroups removed, the pod init's cgroup killed. Each call runs the
 // executor in a process of its own, so the caller never links it and the
 // executor's state keeps one owner, the executor.
+//
+// With OCI set, Binary is an external OCI runtime CLI (runc, crun, runsc)
+// and runs as "Binary --root Root ...": the same clean-up for the
+// containers of a runtime handler that names one.
 type RuntimeCLI struct {
-	// Binary is the skiff-shim executable.
+	// Binary is the skiff-shim executable, or with OCI the OCI runtime's.
 	Binary string
 	// Root is the executor's state directory (the shims' --runtime-root).
 	Root string
+	// OCI marks Binary as an external OCI runtime CLI.
+	OCI bool
 	// Env is the command's environment; nil means a minimal PATH only.
 	Env []string
 }
@@ -83,7 +89,7 @@ func (r RuntimeCLI) State(ctx context.Context, id string) (specs.State, error) {
 		return st, err
 	}
 	if err := json.Unmarshal(out, &st); err != nil {
-		return st, fmt.Errorf("skiff-shim runtime state %s: %w", id, err)
+		return st, fmt.Errorf("%s state %s: %w", r.name(), id, err)
 	}
 	return st, nil
 }
@@ -107,16 +113,25 @@ func (r RuntimeCLI) Delete(ctx context.Context, id string, force bool) error {
 	return err
 }
 
+// name is how errors name the command.
+func (r RuntimeCLI) name() string {
+	if r.OCI {
+		return filepath.Base(r.Binary)
+	}
+	return "skiff-shim runtime"
+}
+
 // KillCgroup kills every process of the cgroup at path (a runtime-spec
 // cgroupsPath) and removes the cgroup ("runtime kill-cgroup"); a cgroup that
 // does not exist is not an error.
 func (r RuntimeCLI) KillCgroup(ctx context.Context, path string) error {
+	if r.OCI {
+		return errdefs.InvalidArgument("kill-cgroup is the executor's command, not %s's", r.name())
+	}
 	_, err := r.run(ctx, "kill-cgroup", path)
 	return err
 }
 
-// run runs "skiff-shim runtime --root Root args..." and returns its
-// standard output.
 // Features returns what the executor build supports ("runtime
 // features", the runtime spec's features document).
 func (r RuntimeCLI) Features(ctx context.Context) (features.Features, error) {
@@ -126,16 +141,26 @@ func (r RuntimeCLI) Features(ctx context.Context) (features.Features, error) {
 		return f, err
 	}
 	if err := json.Unmarshal(out, &f); err != nil {
-		return f, fmt.Errorf("skiff-shim runtime features: %w", err)
+		return f, fmt.Errorf("%s features: %w", r.name(), err)
 	}
 	return f, nil
 }
 
+// Args returns the command line (after the binary) that runs args.
+func (r RuntimeCLI) Args(args ...string) []string {
+	if r.OCI {
+		return append([]string{"--root", r.Root}, args...)
+	}
+	return append([]string{"runtime", "--root", r.Root}, args...)
+}
+
+// run runs "skiff-shim runtime --root Root args..." (or with OCI "Binary
+// --root Root args...") and returns its standard output.
 func (r RuntimeCLI) run(ctx context.Context, args ...string) ([]byte, error) {
 	if r.Binary == "" || r.Root == "" {
-		return nil, errdefs.InvalidArgument("the executor's CLI needs Binary and Root")
+		return nil, errdefs.InvalidArgument("the runtime's CLI needs Binary and Root")
 	}
-	cmd := exec.CommandContext(ctx, r.Binary, append([]string{"runtime", "--root", r.Root}, args...)...)
+	cmd := exec.CommandContext(ctx, r.Binary, r.Args(args...)...)
 	cmd.Env = r.Env
 	if cmd.Env == nil {
 		cmd.Env = defaultEnv()
@@ -147,10 +172,18 @@ func (r RuntimeCLI) run(ctx context.Context, args ...string) ([]byte, error) {
 		return stdout.Bytes(), nil
 	}
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("skiff-shim runtime %s: %w", strings.Join(args, " "), ctx.Err())
+		return nil, fmt.Errorf("%s %s: %w", r.name(), strings.Join(args, " "), ctx.Err())
 	}
 	msg := strings.TrimSpace(stderr.String())
 	var ee *exec.ExitError
+	if r.OCI {
+		// OCI runtimes have no exit status of their own for "no such
+		// container"; runc and crun say it in words.
+		if strings.Contains(msg, "does not exist") || strings.Contains(msg, "not exist") {
+			return nil, fmt.Errorf("%s %s: %s: %w", r.name(), strings.Join(args, " "), msg, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("%s %s: %w: %s", r.name(), strings.Join(args, " "), err, msg)
+	}
 	if errors.As(err, &ee) && ee.ExitCode() == RuntimeExitNotFound {
 		// The command's message names the command and ends with the kind.
 		msg = strings.TrimSuffix(msg, ": "+errdefs.ErrNotFound.Error())

@@ -140,3 +140,33 @@ func TestRuntimeCLI(t *testing.T) {
 		}
 	})
 }
+
+// TestRuntimeCLIOCIArgs: for an OCI runtime the same calls run
+// "<runtime> --root R ...", and its "does not exist" is NotFound.
+func TestRuntimeCLIOCIArgs(t *testing.T) {
+	cli := shim.RuntimeCLI{Binary: "/usr/sbin/runc", Root: "/run/skiff/runc", OCI: true}
+	if got := strings.Join(cli.Args("delete", "--force", "c1"), " "); got != "--root /run/skiff/runc delete --force c1" {
+		t.Errorf("OCI args %q", got)
+	}
+	ex := shim.RuntimeCLI{Binary: "/usr/bin/skiff-shim", Root: "/run/skiff/oci"}
+	if got := strings.Join(ex.Args("state", "c1"), " "); got != "runtime --root /run/skiff/oci state c1" {
+		t.Errorf("executor args %q", got)
+	}
+	if err := cli.KillCgroup(context.Background(), "/x"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("KillCgroup on an OCI runtime: %v, want InvalidArgument", err)
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "runc")
+	script := "#!/bin/sh\necho 'container does not exist' >&2\nexit 1\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fake := shim.RuntimeCLI{Binary: bin, Root: dir, OCI: true}
+	if err := os.MkdirAll(filepath.Join(dir, "c1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.State(context.Background(), "c1"); !errdefs.IsNotFound(err) {
+		t.Errorf("State of a container runc does not know: %v, want NotFound", err)
+	}
+}

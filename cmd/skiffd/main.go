@@ -8,13 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
@@ -152,8 +150,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	writableRoot := filepath.Join(cfg.Root, "containers")
 	features := probeFeatures(ctx, log, shimBin, crishim.RuntimeRoot(cfg.State), cfg.State,
 		[]string{filepath.Join(cfg.Root, "layers"), writableRoot})
+	handlers, ociRuntimes, err := runtimeHandlers(ctx, log, cfg, features)
+	if err != nil {
+		return err
+	}
 	srv := cri.New(cri.Options{
-		Shims:    crishim.New(shimBin, cfg.State),
+		Shims:    crishim.New(shimBin, cfg.State, ociRuntimes),
 		Seccomp:  seccompProfiles{},
 		Images:   images,
 		Network:  cniNetwork{network},
@@ -170,7 +172,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		RootfsRoot:      writableRoot,
 		CgroupDriver:    cfg.CgroupDriver,
 		CgroupV2:        cgroupV2,
-		RuntimeHandlers: slices.Collect(maps.Keys(cfg.Runtimes)),
+		RuntimeHandlers: handlers,
 		Features:        features,
 		Log:             log,
 	})

@@ -28,11 +28,27 @@ import (
 type shims struct {
 	binary   string
 	stateDir string
+	// runtimes are the runtime handlers that name an OCI runtime CLI.
+	runtimes map[string]OCIRuntime
+}
+
+// OCIRuntime is an external OCI runtime CLI (runc, crun, runsc) that runs
+// the containers of the pods whose runtime handler names it, driven by the
+// pod's shim.
+type OCIRuntime struct {
+	// Binary is the runtime's executable, an absolute path.
+	Binary string
+	// Root is the runtime's state directory (its --root).
+	Root string
 }
 
 // New returns the pods' shims, started from the skiff-shim binary, with
-// their files under stateDir.
-func New(binary, stateDir string) cri.Shims { return shims{binary: binary, stateDir: stateDir} }
+// their files under stateDir. runtimes maps handler names to the OCI
+// runtimes that run their pods' containers; any other handler's pods run
+// on the built-in executor.
+func New(binary, stateDir string, runtimes map[string]OCIRuntime) cri.Shims {
+	return shims{binary: binary, stateDir: stateDir, runtimes: runtimes}
+}
 
 func (s shims) dir(podID string) string { return filepath.Join(s.stateDir, "shims", podID) }
 func (s shims) containerDir(id string) string {
@@ -52,10 +68,37 @@ func (s shims) executor() shim.RuntimeCLI {
 	return shim.RuntimeCLI{Binary: s.binary, Root: s.runtimeRoot()}
 }
 
+// runtimeFor returns the CLI of whichever runtime keeps state for
+// container id: the executor or one of the OCI runtimes. Container IDs are
+// unique, so at most one has a state directory named after it; without
+// one, the executor's CLI is returned (whose Delete and State then report
+// NotFound without running anything).
+func (s shims) runtimeFor(id string) shim.RuntimeCLI {
+	ex := s.executor()
+	if ok, _ := ex.HasState(id); ok {
+		return ex
+	}
+	for _, rt := range s.runtimes {
+		cli := shim.RuntimeCLI{Binary: rt.Binary, Root: rt.Root, OCI: true}
+		if ok, _ := cli.HasState(id); ok {
+			return cli
+		}
+	}
+	return ex
+}
+
+// shimArgs are the flags that choose the shim's runtime for handler.
+func (s shims) shimArgs(handler string) []string {
+	if rt, ok := s.runtimes[handler]; ok {
+		return []string{"--runtime-binary", rt.Binary, "--runtime-root", rt.Root}
+	}
+	return []string{"--runtime-root", s.runtimeRoot()}
+}
+
 func (s shims) Start(ctx context.Context, podID string, opts cri.ShimOptions) (cri.Shim, error) {
 	c, err := shim.Start(ctx, shim.StartOptions{
 		Binary: s.binary, Dir: s.dir(podID), PodID: podID, SharePID: opts.SharePID, PodCgroup: opts.InitCgroup, PodUserNS: opts.UserNS,
-		Args: []string{"--runtime-root", s.runtimeRoot()},
+		Args: s.shimArgs(opts.RuntimeHandler),
 	})
 	if err != nil {
 		return nil, err
@@ -141,7 +184,7 @@ func (s shims) Lost(ctx context.Context, podID, id string) (cri.ContainerState, 
 	rec := shim.ExitRecord{
 		ID: id, ExitCode: 255, Reason: cri.ReasonShimLost,
 	}
-	if st, err := s.executor().State(ctx, id); err == nil {
+	if st, err := s.runtimeFor(id).State(ctx, id); err == nil {
 		rec.Pid = st.Pid
 		if st.Status != specs.StateStopped {
 			// SIGKILLed by us, as the exit code says.
@@ -183,12 +226,13 @@ func (s shims) ExitState(podID, id string) (cri.ContainerState, bool) {
 	return st, true
 }
 
-// Cleanup has the executor force-delete what it still holds of container
-// id. After a live shim deleted the container there is nothing left, and
+// Cleanup has the runtime of container id (the executor, or the OCI
+// runtime of its pod's handler) force-delete what it still holds of it.
+// After a live shim deleted the container there is nothing left, and
 // RuntimeCLI.Delete finds that out with a stat, without running anything.
 func (s shims) Cleanup(ctx context.Context, id string) error {
-	if err := s.executor().Delete(ctx, id, true); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("executor state of container %s: %w", id, err)
+	if err := s.runtimeFor(id).Delete(ctx, id, true); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("runtime state of container %s: %w", id, err)
 	}
 	return nil
 }

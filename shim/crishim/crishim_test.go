@@ -3,6 +3,7 @@ package crishim
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 
 func TestExitStateFromRecords(t *testing.T) {
 	state := t.TempDir()
-	s := New("/nonexistent/skiff-shim", state).(shims)
+	s := New("/nonexistent/skiff-shim", state, nil).(shims)
 	if _, ok := s.ExitState("pod", "none"); ok {
 		t.Fatal("exit state of a container without a record")
 	}
@@ -61,5 +62,40 @@ func mkdir(t *testing.T, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRuntimeHandlerShims: a pod of a handler that names an OCI runtime
+// gets a shim driving that runtime; any other pod the executor. What is
+// cleaned up after a lost shim goes to whichever runtime keeps the
+// container's state.
+func TestRuntimeHandlerShims(t *testing.T) {
+	state := t.TempDir()
+	runcRoot := filepath.Join(t.TempDir(), "runc")
+	s := New("/usr/bin/skiff-shim", state, map[string]OCIRuntime{"runc": {Binary: "/usr/sbin/runc", Root: runcRoot}}).(shims)
+	for _, tc := range []struct {
+		handler string
+		want    string
+	}{
+		{"", "--runtime-root " + filepath.Join(state, "oci")},
+		{"skiff", "--runtime-root " + filepath.Join(state, "oci")},
+		{"builtin-other", "--runtime-root " + filepath.Join(state, "oci")},
+		{"runc", "--runtime-binary /usr/sbin/runc --runtime-root " + runcRoot},
+	} {
+		if got := strings.Join(s.shimArgs(tc.handler), " "); got != tc.want {
+			t.Errorf("shim args of handler %q = %q, want %q", tc.handler, got, tc.want)
+		}
+	}
+
+	if cli := s.runtimeFor("c-none"); cli.OCI || cli.Binary != "/usr/bin/skiff-shim" {
+		t.Errorf("container without state: %+v, want the executor", cli)
+	}
+	mkdir(t, filepath.Join(runcRoot, "c-runc"))
+	if cli := s.runtimeFor("c-runc"); !cli.OCI || cli.Binary != "/usr/sbin/runc" || cli.Root != runcRoot {
+		t.Errorf("container in runc's root: %+v, want runc", cli)
+	}
+	mkdir(t, filepath.Join(state, "oci", "c-exec"))
+	if cli := s.runtimeFor("c-exec"); cli.OCI {
+		t.Errorf("container in the executor's root: %+v, want the executor", cli)
 	}
 }

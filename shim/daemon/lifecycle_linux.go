@@ -303,6 +303,7 @@ func (d *daemon) update(ctx context.Context, id string, res *specs.LinuxResource
 	if _, err := d.get(id); err != nil {
 		return err
 	}
-	// The Runtime's errors name the container and its cgroup.
-	return d.cfg.Runtime.Update(ctx, id, res)
+	// The Runtime's errors name the container and its cgroup. Paused: a
+	// Runtime may run a helper (an OCI runtime's "update") and wait for it.
+	return d.reaper.paused(func() error { return d.cfg.Runtime.Update(ctx, id, res) })
 }

@@ -31,6 +31,10 @@ type Flags struct {
 	Dir         string
 	PodID       string
 	RuntimeRoot string
+	// RuntimeBinary, when set, is an OCI runtime CLI (runc, crun, runsc)
+	// that runs the pod's containers instead of the built-in executor,
+	// with RuntimeRoot as its --root.
+	RuntimeBinary string
 	// SharePID starts a pod init as PID 1 of a new PID namespace for the
 	// pod's containers to share.
 	SharePID bool
@@ -58,7 +62,8 @@ func MainWithRuntime(args []string, newRuntime func(Flags) (Runtime, error)) int
 	var f Flags
 	fs.StringVar(&f.Dir, "dir", "", "shim directory (socket, pid file, exit records)")
 	fs.StringVar(&f.PodID, "pod", "", "pod sandbox id")
-	fs.StringVar(&f.RuntimeRoot, "runtime-root", "", "state directory of the container executor")
+	fs.StringVar(&f.RuntimeRoot, "runtime-root", "", "state directory of the container executor, or of the OCI runtime (its --root)")
+	fs.StringVar(&f.RuntimeBinary, "runtime-binary", "", "OCI runtime CLI to run containers with instead of the built-in executor")
 	fs.BoolVar(&f.SharePID, "share-pid", false, "start a pod init in a new PID namespace for the containers to share")
 	fs.StringVar(&f.PodCgroup, "pod-cgroup", "", "cgroup of the pod init (with --share-pid)")
 	fs.StringVar(&f.PodUserNS, "pod-userns", "", "user namespace of the pod init (with --share-pid)")
@@ -72,6 +77,10 @@ func MainWithRuntime(args []string, newRuntime func(Flags) (Runtime, error)) int
 	}
 	if !filepath.IsAbs(f.Dir) {
 		fmt.Fprintln(os.Stderr, "skiff-shim daemon: --dir must be absolute")
+		return 2
+	}
+	if f.RuntimeBinary != "" && (!filepath.IsAbs(f.RuntimeBinary) || !filepath.IsAbs(f.RuntimeRoot)) {
+		fmt.Fprintln(os.Stderr, "skiff-shim daemon: --runtime-binary needs an absolute path and an absolute --runtime-root")
 		return 2
 	}
 	if os.Getenv(detachedEnv) == "" {

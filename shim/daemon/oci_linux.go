@@ -5,23 +5,28 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/oci"
-	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
 // Main is the body of "skiff-shim daemon": the shim with the built-in oci
-// executor. args are the arguments after "daemon"; it returns the process
-// exit code. The executor keeps its per-container state under
-// --runtime-root (default <dir>/runtime) and re-executes this binary as
-// "skiff-shim init" for each container.
+// executor, or with the OCI runtime CLI --runtime-binary. args are the
+// arguments after "daemon"; it returns the process exit code. The executor
+// keeps its per-container state under --runtime-root (default
+// <dir>/runtime) and re-executes this binary as "skiff-shim init" for each
+// container; an OCI runtime gets --runtime-root as its --root and the
+// containers' bundles under <dir>/bundles.
 func Main(args []string) int {
 	return MainWithRuntime(args, func(f Flags) (Runtime, error) {
+		if f.RuntimeBinary != "" {
+			if err := os.MkdirAll(f.RuntimeRoot, 0o700); err != nil {
+				return nil, fmt.Errorf("runtime root: %w", err)
+			}
+			return NewCLIRuntime(f.RuntimeBinary, f.RuntimeRoot, filepath.Join(f.Dir, "bundles")), nil
+		}
 		root := f.RuntimeRoot
 		if root == "" {
 			root = filepath.Join(f.Dir, "runtime")
@@ -33,15 +38,13 @@ func Main(args []string) int {
 // OCIRuntime adapts the oci executor to Runtime.
 type OCIRuntime struct {
 	e *oci.Executor
-
-	mu sync.Mutex
-	// cgroups remembers each container's cgroups path for the OOM check.
-	cgroups map[string]string
+	// containerCgroups gives OOMKilled, JoinPodCgroup and RemovePodCgroup.
+	containerCgroups
 }
 
 // NewOCIRuntime returns a Runtime backed by e.
 func NewOCIRuntime(e *oci.Executor) *OCIRuntime {
-	return &OCIRuntime{e: e, cgroups: make(map[string]string)}
+	return &OCIRuntime{e: e}
 }
 
 type ociProcess struct {
@@ -70,10 +73,8 @@ func (r *OCIRuntime) Create(ctx context.Context, id string, spec *specs.Spec, ro
 	if err != nil {
 		return nil, err
 	}
-	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
-		r.mu.Lock()
-		r.cgroups[id] = spec.Linux.CgroupsPath
-		r.mu.Unlock()
+	if spec.Linux != nil {
+		r.remember(id, spec.Linux.CgroupsPath)
 	}
 	return &ociProcess{pid: c.Pid, child: c.ChildPid(), console: c.Console, wait: c.Wait}, nil
 }
@@ -92,9 +93,7 @@ func (r *OCIRuntime) Delete(ctx context.Context, id string) error {
 	if err := r.e.Delete(ctx, id, true); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	delete(r.cgroups, id)
-	r.mu.Unlock()
+	r.forget(id)
 	return nil
 }
 
@@ -111,48 +110,4 @@ func (r *OCIRuntime) Exec(ctx context.Context, id string, p *specs.Process, stdi
 // container's cgroup.
 func (r *OCIRuntime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
 	return r.e.Update(ctx, id, res)
-}
-
-// OOMKilled implements OOMChecker from the memory cgroup's oom_kill count.
-func (r *OCIRuntime) OOMKilled(ctx context.Context, id string) (bool, error) {
-	r.mu.Lock()
-	path := r.cgroups[id]
-	r.mu.Unlock()
-	if path == "" {
-		return false, nil
-	}
-	m, err := cgroups.Load(path)
-	if err != nil {
-		return false, err
-	}
-	n, err := m.OOMKillCount()
-	if err != nil {
-		return false, err
-	}
-	return n > 0, nil
-}
-
-// JoinPodCgroup implements PodCgroups: path is created if the kubelet has
-// not made it (crictl, tests).
-func (r *OCIRuntime) JoinPodCgroup(path string, pid int) error {
-	m, err := cgroups.New(path)
-	if err != nil {
-		return fmt.Errorf("pod cgroup %s: %w", path, err)
-	}
-	if err := m.Apply(pid); err != nil {
-		return fmt.Errorf("pod cgroup %s: %w", path, err)
-	}
-	return nil
-}
-
-// RemovePodCgroup implements PodCgroups.
-func (r *OCIRuntime) RemovePodCgroup(ctx context.Context, path string) error {
-	m, err := cgroups.Load(path)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return m.Destroy(ctx)
 }

@@ -161,6 +161,9 @@ type daemonOptions struct {
 	conflist func(d *daemon) string
 	netName  string
 	bridge   string
+	// runtimes, if set, gives the runtime handlers of the config; it gets
+	// the daemon so it can use its dirs.
+	runtimes func(d *daemon) map[string]config.RuntimeConfig
 }
 
 // startDaemon runs a skiffd of its own for t: root, state, logs, CNI conf
@@ -232,6 +235,9 @@ func startDaemonWith(t *testing.T, opts daemonOptions) *daemon {
 	cfg.Image.InsecureRegistries = []string{testReg.Addr()}
 	cfg.CNI.ConfDir = d.confDir
 	cfg.CNI.BinDirs = []string{pluginDir}
+	if opts.runtimes != nil {
+		cfg.Runtimes = opts.runtimes(d)
+	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
 		t.Fatal(err)

@@ -100,10 +100,10 @@ func TestPodLifecycle(t *testing.T) {
 	if status.Code(err) != codes.AlreadyExists {
 		t.Errorf("second RunPodSandbox with the same metadata: %v, want AlreadyExists", err)
 	}
-	// Unknown runtime handler: InvalidArgument.
+	// Unknown runtime handler: NotFound, as containerd and CRI-O answer.
 	_, err = d.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: d.podConfig("handler"), RuntimeHandler: "skiff-e2e-no-such-handler"})
-	if status.Code(err) != codes.InvalidArgument {
-		t.Errorf("RunPodSandbox with an unknown handler: %v, want InvalidArgument", err)
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("RunPodSandbox with an unknown handler: %v, want NotFound", err)
 	}
 
 	// Stop: the IP goes back to host-local, the pod is NOTREADY.

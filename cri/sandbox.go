@@ -161,6 +161,38 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		if err := s.network.Ready(); err != nil {
 			return nil, errdefs.FailedPrecondition("run pod sandbox %s: network not ready: %v", name, err)
 		}
+	}
+
+	// The shim starts while CNI ADD runs: neither needs the other, and
+	// each takes tens of milliseconds.
+	shimOpts := ShimOptions{SharePID: sharePID, InitCgroup: rec.InitCgroup, UserNS: rec.Namespaces.User, RuntimeHandler: rec.RuntimeHandler}
+	type shimStart struct {
+		shim Shim
+		err  error
+	}
+	started := make(chan shimStart, 1)
+	go func() {
+		sh, err := s.shims.Start(ctx, id, shimOpts)
+		started <- shimStart{sh, err}
+	}()
+	var startedShim *shimStart
+	awaitShim := func() shimStart {
+		if startedShim == nil {
+			r := <-started
+			startedShim = &r
+		}
+		return *startedShim
+	}
+	undo = append(undo, func() {
+		if r := awaitShim(); r.shim != nil {
+			_ = r.shim.Close()
+			if err := s.shims.Stop(context.Background(), id, shimOpts.InitCgroup); err != nil {
+				s.log.Warn("undo pod shim", "pod", id, "err", err)
+			}
+		}
+	})
+
+	if !hostNet {
 		nreq := s.netRequest(rec, cfg)
 		// Record the intent before ADD: a crash mid-ADD must still lead to a DEL.
 		rec.NetworkSetUp = true
@@ -182,17 +214,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 	}
 
-	shimOpts := ShimOptions{SharePID: sharePID, InitCgroup: rec.InitCgroup, UserNS: rec.Namespaces.User, RuntimeHandler: rec.RuntimeHandler}
-	shim, err := s.shims.Start(ctx, id, shimOpts)
-	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, err)
+	r := awaitShim()
+	if r.err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, r.err)
 	}
-	undo = append(undo, func() {
-		_ = shim.Close()
-		if err := s.shims.Stop(context.Background(), id, shimOpts.InitCgroup); err != nil {
-			s.log.Warn("undo pod shim", "pod", id, "err", err)
-		}
-	})
+	shim := r.shim
 	if sharePID {
 		path, err := s.podOS.PinPID(s.podDir(id), shim.InitPID())
 		if err != nil {

@@ -36,6 +36,10 @@ type Config struct {
 	// served (host:port; port 0 picks a free one). Keep it on loopback: the
 	// streams are unauthenticated, as with other runtimes' defaults.
 	StreamAddress string `toml:"stream_address"`
+	// CDISpecDirs are the directories of CDI specs, in increasing
+	// priority, that containers' CDI devices are resolved from; empty
+	// turns CDI off (containers asking for devices fail).
+	CDISpecDirs []string `toml:"cdi_spec_dirs"`
 
 	Image ImageConfig `toml:"image"`
 	CNI   CNIConfig   `toml:"cni"`
@@ -99,6 +103,7 @@ func Default() Config {
 		LogLevel:      "info",
 		CgroupDriver:  "cgroupfs",
 		StreamAddress: "127.0.0.1:0",
+		CDISpecDirs:   []string{"/etc/cdi", "/var/run/cdi"},
 		Image: ImageConfig{
 			Mirrors:          map[string][]string{},
 			PullStallTimeout: Duration{time.Minute},
@@ -157,6 +162,11 @@ func (c *Config) Validate() error {
 		}
 		if rt.Type != "builtin" {
 			return fmt.Errorf("config: runtime handler %q: type %q is not supported (only \"builtin\", the built-in executor; external OCI runtimes are not done yet)", name, rt.Type)
+		}
+	}
+	for _, d := range c.CDISpecDirs {
+		if !strings.HasPrefix(d, "/") {
+			return fmt.Errorf("config: cdi_spec_dirs: %q is not an absolute path", d)
 		}
 	}
 	for host, eps := range c.Image.Mirrors {

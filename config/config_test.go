@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,6 +57,17 @@ conf_dir = "/tmp/cni"
 		}},
 		{name: "runtime handler of an unsupported type", explicit: true, file: "[runtimes.runc]\ntype = \"oci\"\n", wantErr: true},
 		{name: "runtime handler without a type", explicit: true, file: "[runtimes.x]\n", wantErr: true},
+		{name: "cdi spec dirs default", check: func(t *testing.T, c Config) {
+			if fmt.Sprint(c.CDISpecDirs) != "[/etc/cdi /var/run/cdi]" {
+				t.Errorf("cdi_spec_dirs %v", c.CDISpecDirs)
+			}
+		}},
+		{name: "cdi spec dirs set", explicit: true, file: "cdi_spec_dirs = [\"/tmp/cdi\"]\n", check: func(t *testing.T, c Config) {
+			if fmt.Sprint(c.CDISpecDirs) != "[/tmp/cdi]" {
+				t.Errorf("cdi_spec_dirs %v", c.CDISpecDirs)
+			}
+		}},
+		{name: "relative cdi spec dir rejected", explicit: true, file: "cdi_spec_dirs = [\"cdi\"]\n", wantErr: true},
 		{name: "runtime handler not a DNS label", explicit: true, file: "[runtimes.Test_Handler]\ntype = \"builtin\"\n", wantErr: true},
 	}
 	for _, tt := range tests {

@@ -161,6 +161,8 @@ type daemonOptions struct {
 	conflist func(d *daemon) string
 	netName  string
 	bridge   string
+	// cdiSpecDirs, if set, replaces the host's CDI spec directories.
+	cdiSpecDirs []string
 }
 
 // startDaemon runs a skiffd of its own for t: root, state, logs, CNI conf
@@ -232,6 +234,9 @@ func startDaemonWith(t *testing.T, opts daemonOptions) *daemon {
 	cfg.Image.InsecureRegistries = []string{testReg.Addr()}
 	cfg.CNI.ConfDir = d.confDir
 	cfg.CNI.BinDirs = []string{pluginDir}
+	if opts.cdiSpecDirs != nil {
+		cfg.CDISpecDirs = opts.cdiSpecDirs
+	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
 		t.Fatal(err)

@@ -272,6 +272,11 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 			// The caller's ctx may be cancelled; undo with a detached one.
 			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if createHooksMayHaveRun {
+				// A create hook's processes are in the cgroup too, and
+				// outlive the init when the PID namespace is shared.
+				_ = cg.KillAll(dctx, unix.SIGKILL)
+			}
 			cg.Destroy(dctx)
 		})
 		for _, p := range pids {

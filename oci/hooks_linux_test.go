@@ -11,6 +11,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
 )
@@ -157,5 +158,55 @@ func TestFeaturesListHooks(t *testing.T) {
 	want := []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"}
 	if strings.Join(f.Hooks, ",") != strings.Join(want, ",") {
 		t.Errorf("features hooks = %v, want %v", f.Hooks, want)
+	}
+}
+
+// TestStartResult: Start reads the start result FIFO to its end, which is
+// the init's execve (nothing written) or its exit after a failed
+// startContainer hook (the error written), and gives up with ctx.
+func TestStartResult(t *testing.T) {
+	for _, c := range []struct {
+		name, msg string
+		hang      bool
+	}{{"exec", "", false}, {"hook failed", "startContainer hook /x: exit status 1", false}, {"ctx", "", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), resultFifoName)
+			if err := unix.Mkfifo(p, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// As the init holds it: read-write, so the reader sees EOF
+			// only once it is closed.
+			w, err := os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			r, err := os.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if !c.hang {
+				go func() {
+					time.Sleep(50 * time.Millisecond)
+					if c.msg != "" {
+						w.Write([]byte(c.msg))
+					}
+					w.Close()
+				}()
+			}
+			got, err := readStartResult(ctx, r)
+			if c.hang {
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("err = %v, want the context's", err)
+				}
+				return
+			}
+			if err != nil || got != c.msg {
+				t.Fatalf("readStartResult = %q, %v; want %q", got, err, c.msg)
+			}
+		})
 	}
 }

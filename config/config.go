@@ -37,6 +37,10 @@ type Config struct {
 	// served (host:port; port 0 picks a free one). Keep it on loopback: the
 	// streams are unauthenticated, as with other runtimes' defaults.
 	StreamAddress string `toml:"stream_address"`
+	// CDISpecDirs are the directories of CDI specs, in increasing
+	// priority, that containers' CDI devices are resolved from; empty
+	// turns CDI off (containers asking for devices fail).
+	CDISpecDirs []string `toml:"cdi_spec_dirs"`
 
 	Image ImageConfig `toml:"image"`
 	CNI   CNIConfig   `toml:"cni"`
@@ -122,6 +126,7 @@ func Default() Config {
 		LogLevel:      "info",
 		CgroupDriver:  "cgroupfs",
 		StreamAddress: "127.0.0.1:0",
+		CDISpecDirs:   []string{"/etc/cdi", "/var/run/cdi"},
 		Image: ImageConfig{
 			Mirrors:          map[string][]string{},
 			PullStallTimeout: Duration{time.Minute},
@@ -180,6 +185,11 @@ func (c *Config) Validate() error {
 		}
 		if err := rt.validate(name); err != nil {
 			return err
+		}
+	}
+	for _, d := range c.CDISpecDirs {
+		if !strings.HasPrefix(d, "/") {
+			return fmt.Errorf("config: cdi_spec_dirs: %q is not an absolute path", d)
 		}
 	}
 	for host, eps := range c.Image.Mirrors {

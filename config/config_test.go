@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -71,6 +72,17 @@ conf_dir = "/tmp/cni"
 		{name: "oci runtime handler named as the default", explicit: true, file: "[runtimes.skiff]\ntype = \"oci\"\n", wantErr: true},
 		{name: "builtin runtime handler with a path", explicit: true, file: "[runtimes.x]\ntype = \"builtin\"\npath = \"/usr/sbin/runc\"\n", wantErr: true},
 		{name: "runtime handler without a type", explicit: true, file: "[runtimes.x]\n", wantErr: true},
+		{name: "cdi spec dirs default", check: func(t *testing.T, c Config) {
+			if fmt.Sprint(c.CDISpecDirs) != "[/etc/cdi /var/run/cdi]" {
+				t.Errorf("cdi_spec_dirs %v", c.CDISpecDirs)
+			}
+		}},
+		{name: "cdi spec dirs set", explicit: true, file: "cdi_spec_dirs = [\"/tmp/cdi\"]\n", check: func(t *testing.T, c Config) {
+			if fmt.Sprint(c.CDISpecDirs) != "[/tmp/cdi]" {
+				t.Errorf("cdi_spec_dirs %v", c.CDISpecDirs)
+			}
+		}},
+		{name: "relative cdi spec dir rejected", explicit: true, file: "cdi_spec_dirs = [\"cdi\"]\n", wantErr: true},
 		{name: "runtime handler not a DNS label", explicit: true, file: "[runtimes.Test_Handler]\ntype = \"builtin\"\n", wantErr: true},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/skiffcri/skiff/cdi"
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/meta"
@@ -91,6 +92,16 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	podCfg := req.GetSandboxConfig()
 	if podCfg == nil {
 		podCfg = recorded
+	}
+	// The CDI devices asked for are checked before anything is made; they
+	// are resolved and injected into the spec once it is generated.
+	cdiDevices, err := requestedCDIDevices(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create container %q: %w", cfg.GetMetadata().GetName(), err)
+	}
+	if len(cdiDevices) > 0 && s.cdi == nil {
+		return nil, errdefs.FailedPrecondition("create container %q: CDI devices %s requested but CDI is not configured",
+			cfg.GetMetadata().GetName(), strings.Join(cdiDevices, ", "))
 	}
 	id := newID()
 	name := containerName(cfg.GetMetadata(), podCfg.GetMetadata())
@@ -220,6 +231,11 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
+	if len(cdiDevices) > 0 {
+		if err := s.cdi.Inject(ociSpec, cdiDevices); err != nil {
+			return nil, fmt.Errorf("create container %s: %w", name, err)
+		}
+	}
 
 	rec.UID, rec.GID = ociSpec.Process.User.UID, ociSpec.Process.User.GID
 	rec.Groups = ociSpec.Process.User.AdditionalGids
@@ -246,6 +262,16 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	// starts exits too.
 	s.watchContainer(pod.ID, id)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// requestedCDIDevices lists the CDI devices a container asks for: its
+// cdi_devices, then those of its cdi.k8s.io/* annotations.
+func requestedCDIDevices(cfg *runtimeapi.ContainerConfig) ([]string, error) {
+	var names []string
+	for _, d := range cfg.GetCDIDevices() {
+		names = append(names, d.GetName())
+	}
+	return cdi.Requested(names, cfg.GetAnnotations())
 }
 
 func (s *Server) targetPIDNamespace(ctx context.Context, podID, target string) (string, error) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
@@ -48,6 +49,13 @@ type NetworkStatus interface {
 	Ready() error
 }
 
+// CDI injects Container Device Interface devices into OCI specs (package
+// cdi). Inject leaves spec unchanged when it fails: an unknown device is
+// an errdefs.ErrFailedPrecondition naming it and the directories searched.
+type CDI interface {
+	Inject(spec *specs.Spec, devices []string) error
+}
+
 // Options are the services a Server is built from.
 type Options struct {
 	Images ImageService
@@ -65,6 +73,8 @@ type Options struct {
 	// reports no network usage.
 	NetStats PodNetStats
 	Seccomp  spec.SeccompProfiles
+	// CDI resolves the CDI devices containers ask for; nil refuses them.
+	CDI      CDI
 	StateDir string
 	// RootfsRoot is where containers' writable layers live, for stats.
 	RootfsRoot   string
@@ -113,6 +123,7 @@ type Server struct {
 	volumes      ImageVolumes
 	meta         Records
 	seccomp      spec.SeccompProfiles
+	cdi          CDI
 	stateDir     string
 	rootfsRoot   string
 	cgroupDriver string
@@ -171,6 +182,7 @@ func New(opts Options) *Server {
 		volumes:      opts.ImageVolumes,
 		meta:         opts.Meta,
 		seccomp:      opts.Seccomp,
+		cdi:          opts.CDI,
 		stateDir:     opts.StateDir,
 		containers:   statedir.Under(opts.StateDir),
 		rootfsRoot:   opts.RootfsRoot,

@@ -41,6 +41,13 @@
 // directories nor make idmapped mounts; the init attaches them with
 // move_mount.
 //
+// Hooks. The runtime-namespace create hooks (prestart, createRuntime) run
+// in the parent while the init waits before pivot_root (it asks on the sync
+// socket, the parent answers); createContainer hooks are run by the init
+// there, and startContainer hooks after the start barrier, before execve;
+// poststart runs in Start once the process has exec'd (Start reads the
+// start result FIFO to its end), poststop in Delete. See hooks_linux.go.
+//
 // Everything the executor needs to find a container again lives in
 // <StateDir>/<id>/state.json, so a process that did not create a container
 // (a restarted daemon, the CLI) can Start, Kill, inspect and Delete it. The

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -81,10 +82,12 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
-	//lint:ignore SA1019 a spec that still uses Prestart hooks must be refused too
-	if h := spec.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+
-		len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
-		return nil, errdefs.Unimplemented("container %q: OCI hooks", id)
+	if err := validateHooks(spec.Hooks); err != nil {
+		return nil, fmt.Errorf("container %q: %w", id, err)
+	}
+	hooks := spec.Hooks
+	if hooks == nil {
+		hooks = &specs.Hooks{}
 	}
 	rootfs := b.Rootfs
 	if rootfs == "" {
@@ -105,16 +108,43 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		}
 		return nil, fmt.Errorf("create state dir of %q: %w", id, err)
 	}
+	// The bundle the hooks are told about: the caller's, or our state
+	// directory, whose config.json names the rootfs.
+	bundle := b.Path
+	if bundle == "" {
+		bundle = dir
+	}
+	hookState := &specs.State{
+		Version: specs.Version, ID: id, Status: specs.StateCreating, Bundle: bundle, Annotations: spec.Annotations,
+	}
+	// createHooksMayHaveRun is set once a create hook may have run: then
+	// a failed create runs the poststop hooks, as the runtime spec's
+	// lifecycle asks, so that hooks can undo what they did.
+	createHooksMayHaveRun := false
 	var undo []func()
 	defer func() {
 		if retErr != nil {
 			for i := len(undo) - 1; i >= 0; i-- {
 				undo[i]()
 			}
+			if createHooksMayHaveRun {
+				e.runPoststop(id, hooks.Poststop, hookState)
+			}
 			os.RemoveAll(dir)
 		}
 	}()
-	specJSON, err := json.Marshal(spec)
+	kept := spec
+	if b.Path == "" {
+		// The state directory is the bundle hooks are told about: its
+		// config.json names the rootfs, as a bundle's does.
+		c := *spec
+		c.Root = &specs.Root{Path: rootfs}
+		if spec.Root != nil {
+			c.Root.Readonly = spec.Root.Readonly
+		}
+		kept = &c
+	}
+	specJSON, err := json.Marshal(kept)
 	if err != nil {
 		return nil, err
 	}
@@ -174,12 +204,32 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 			}
 		}
 	}
+	// With startContainer or poststart hooks, Start waits until the init
+	// has run the first and exec'd: it reads the result FIFO to its end.
+	startResult := len(hooks.StartContainer)+len(hooks.Poststart) > 0
+	resultIdx := -1
+	if startResult {
+		resultPath := filepath.Join(dir, resultFifoName)
+		if err := unix.Mkfifo(resultPath, 0o600); err != nil {
+			return nil, &os.PathError{Op: "mkfifo", Path: resultPath, Err: err}
+		}
+		result, err := os.OpenFile(resultPath, os.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer result.Close()
+		resultIdx = 2 + len(extra)
+		extra = append(extra, result)
+	}
 	l, err := e.newLaunch(stdio, spec.Process.Terminal, extra...)
 	if err != nil {
 		return nil, err
 	}
 	defer l.close()
 	l.addEnvFD(envFifoFD, 2)
+	if resultIdx >= 0 {
+		l.addEnvFD(envResultFD, resultIdx)
+	}
 	l.cmd.SysProcAttr.Cloneflags = plan.cloneFlags
 	if plan.joinUser != "" {
 		userNSJoin(l, nsenter, plan.unshare, 3, 4)
@@ -222,6 +272,11 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 			// The caller's ctx may be cancelled; undo with a detached one.
 			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if createHooksMayHaveRun {
+				// A create hook's processes are in the cgroup too, and
+				// outlive the init when the PID namespace is shared.
+				_ = cg.KillAll(dctx, unix.SIGKILL)
+			}
 			cg.Destroy(dctx)
 		})
 		for _, p := range pids {
@@ -233,16 +288,33 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	if err := e.setProcessLimits(pid, spec.Process); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
+	hookState.Pid = pid
+	//lint:ignore SA1019 prestart hooks are still run, as the spec asks
+	runtimeHooks := len(hooks.Prestart)+len(hooks.CreateRuntime) > 0
 	cfg := &initConfig{
-		Spec:        spec,
-		Process:     spec.Process,
-		Rootfs:      rootfs,
-		NewMountNS:  (plan.cloneFlags|plan.unshare)&unix.CLONE_NEWNS != 0,
-		NewUTSNS:    plan.newUTS,
-		NewCgroupNS: plan.newCgroup,
-		NewNetNS:    plan.newNet,
-		MountFDs:    mountFDs,
+		Spec:         spec,
+		Process:      spec.Process,
+		Rootfs:       rootfs,
+		NewMountNS:   (plan.cloneFlags|plan.unshare)&unix.CLONE_NEWNS != 0,
+		NewUTSNS:     plan.newUTS,
+		NewCgroupNS:  plan.newCgroup,
+		NewNetNS:     plan.newNet,
+		MountFDs:     mountFDs,
+		RuntimeHooks: runtimeHooks,
+		HookState:    hookState,
 	}
+	if runtimeHooks {
+		// Called when the init has made its mounts and stopped before
+		// pivot_root: we are in the runtime namespace.
+		l.onHooks = func() error {
+			//lint:ignore SA1019 prestart hooks are still run, as the spec asks
+			if err := runHooks(ctx, hookPrestart, hooks.Prestart, hookState); err != nil {
+				return err
+			}
+			return runHooks(ctx, hookCreateRuntime, hooks.CreateRuntime, hookState)
+		}
+	}
+	createHooksMayHaveRun = runtimeHooks || len(hooks.CreateContainer) > 0
 	if err := l.sendConfig(cfg); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
@@ -263,7 +335,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 			ID:          id,
 			Status:      StatusCreated,
 			Pid:         pid,
-			Bundle:      b.Path,
+			Bundle:      bundle,
 			Annotations: spec.Annotations,
 		},
 		Created:       time.Now().UTC(),
@@ -271,6 +343,8 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		Rootfs:        rootfs,
 		CgroupsPath:   spec.Linux.CgroupsPath,
 		SharedPidNS:   plan.joinPid,
+		Hooks:         hasHooks(spec.Hooks),
+		StartResult:   startResult,
 	}
 	if err := writeState(dir, st); err != nil {
 		if console != nil {
@@ -307,13 +381,90 @@ func (e *Executor) Start(ctx context.Context, id string) error {
 	if !initAlive(st) {
 		return errdefs.FailedPrecondition("container %q: init (pid %d) is gone", id, st.Pid)
 	}
+	var result *os.File
+	if st.StartResult {
+		// Opened before the barrier is released, so that its end is the
+		// init's execve or exit, not a race with them.
+		resultPath := filepath.Join(dir, resultFifoName)
+		if result, err = os.OpenFile(resultPath, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("container %q: open start result: %w", id, err)
+		}
+		defer result.Close()
+	}
 	if _, err := unix.Write(fd, []byte{0}); err != nil {
 		return &os.PathError{Op: "write", Path: fifoPath, Err: err}
 	}
 	if err := os.Remove(fifoPath); err != nil {
 		return fmt.Errorf("container %q: remove start fifo: %w", id, err)
 	}
+	if result == nil {
+		return nil
+	}
+	msg, err := readStartResult(ctx, result)
+	if err != nil {
+		return fmt.Errorf("container %q: wait for the process to start: %w", id, err)
+	}
+	os.Remove(result.Name())
+	if msg != "" {
+		return fmt.Errorf("start container %q: %s", id, msg)
+	}
+	spec, err := readSpec(dir, id)
+	if err != nil {
+		return err
+	}
+	if spec.Hooks != nil && len(spec.Hooks.Poststart) > 0 {
+		hs := st.State
+		hs.Status = StatusRunning
+		// A failed poststart hook is logged, not fatal: the process runs.
+		if err := runHooks(ctx, hookPoststart, spec.Hooks.Poststart, &hs); err != nil {
+			e.logger().Warn("poststart hook failed", "container", id, "err", err)
+		}
+	}
 	return nil
+}
+
+// readStartResult reads the start result FIFO to its end: nothing when the
+// init exec'd the process, the error of a startContainer hook otherwise.
+func readStartResult(ctx context.Context, f *os.File) (string, error) {
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", err
+	}
+	return string(b), nil
+}
+
+// readSpec loads the spec Create kept in dir/config.json.
+func readSpec(dir, id string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("container %q: read spec: %w", id, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("container %q: decode spec: %w", id, err)
+	}
+	return &spec, nil
+}
+
+// runPoststop runs the poststop hooks of a container that is gone; their
+// failures are logged, as the runtime spec asks. The hooks' timeouts bound
+// them; so does a minute, so that a hook without one cannot hang a delete.
+func (e *Executor) runPoststop(id string, hooks []specs.Hook, st *specs.State) {
+	if len(hooks) == 0 {
+		return
+	}
+	hs := *st
+	hs.Status, hs.Pid = StatusStopped, 0
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := runHooks(ctx, hookPoststop, hooks, &hs); err != nil {
+		e.logger().Warn("poststop hook failed", "container", id, "err", err)
+	}
 }
 
 // State returns the OCI state of container id.
@@ -502,6 +653,16 @@ func (e *Executor) Delete(ctx context.Context, id string, force bool) error {
 	if cg != nil {
 		if err := cg.Destroy(ctx); err != nil {
 			return fmt.Errorf("container %q: remove cgroup: %w", id, err)
+		}
+	}
+	if st.Hooks {
+		// The poststop hooks run once the container is gone, before its
+		// state directory (which may be the bundle they are told about).
+		spec, err := readSpec(dir, id)
+		if err != nil {
+			e.logger().Warn("poststop hooks not run", "container", id, "err", err)
+		} else if spec.Hooks != nil {
+			e.runPoststop(id, spec.Hooks.Poststop, &st.State)
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -30,8 +30,8 @@ func (e *Executor) Features() features.Features {
 	return features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
-		// Specs with hooks are refused.
-		Hooks:        []string{},
+		Hooks: []string{hookPrestart, hookCreateRuntime, hookCreateContainer,
+			hookStartContainer, hookPoststart, hookPoststop},
 		MountOptions: opts,
 		Linux: &features.Linux{
 			Namespaces: namespaces,

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,7 +87,7 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 	if cfg.Process == nil || cfg.Spec == nil || cfg.Spec.Linux == nil {
 		return errors.New("init config without process or linux spec")
 	}
-	fifoFD, mntFD := -1, -1
+	fifoFD, mntFD, resultFD := -1, -1, -1
 	if cfg.Exec {
 		mntFD, err = envFD(envMountNS)
 	} else {
@@ -95,10 +96,15 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv(envResultFD) != "" {
+		if resultFD, err = envFD(envResultFD); err != nil {
+			return err
+		}
+	}
 	// Set-up creates files with exact modes; the process umask is set in
 	// finalize.
 	unix.Umask(0)
-	for _, name := range []string{envConfigFD, envSyncFD, envFifoFD, envMountNS} {
+	for _, name := range []string{envConfigFD, envSyncFD, envFifoFD, envMountNS, envResultFD} {
 		os.Unsetenv(name)
 	}
 	if cfg.Exec {
@@ -115,7 +121,7 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 	if !cfg.NewMountNS {
 		return errors.New("the executor needs a new mount namespace")
 	}
-	if err := setupRootfs(&cfg); err != nil {
+	if err := setupRootfs(&cfg, func() error { return createHooks(syncFD, &cfg) }); err != nil {
 		return err
 	}
 	if cfg.NewUTSNS {
@@ -149,7 +155,45 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 			return err
 		}
 	}
-	return finalize(opts, &cfg, syncFD, fifoFD, ready)
+	return finalize(opts, &cfg, syncFD, fifoFD, resultFD, ready)
+}
+
+// createHooks runs, before pivot_root, the create hooks: the parent's
+// prestart and createRuntime hooks (in the runtime namespace; we wait for
+// its answer), then the createContainer hooks, from here, in the
+// container's namespaces but with the host's filesystem still in view, so
+// their paths resolve as on the host.
+func createHooks(syncFD int, cfg *initConfig) error {
+	if cfg.RuntimeHooks {
+		if err := sendSync(syncFD, syncMsg{Type: msgHooks}, -1); err != nil {
+			return err
+		}
+		buf := make([]byte, 4096)
+		for {
+			n, err := unix.Read(syncFD, buf)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("wait for the runtime's hooks: %w", err)
+			}
+			var m syncMsg
+			if n == 0 || json.Unmarshal(buf[:n], &m) != nil || m.Type != msgResume {
+				return errors.New("wait for the runtime's hooks: the runtime gave up")
+			}
+			break
+		}
+	}
+	if h := cfg.Spec.Hooks; h != nil && len(h.CreateContainer) > 0 {
+		// Hooks get the usual umask, not the set-up's 0.
+		old := unix.Umask(0o022)
+		err := runHooks(context.Background(), hookCreateContainer, h.CreateContainer, cfg.HookState)
+		unix.Umask(old)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runExecInit runs a process inside an existing container. The parent has
@@ -172,7 +216,7 @@ func runExecInit(opts InitOptions, syncFD, mntFD int, cfg *initConfig) error {
 		}
 	}
 	ready := false
-	return finalize(opts, cfg, syncFD, -1, &ready)
+	return finalize(opts, cfg, syncFD, -1, -1, &ready)
 }
 
 // finalize switches to the process's credentials on this thread, waits on
@@ -181,7 +225,7 @@ func runExecInit(opts InitOptions, syncFD, mntFD int, cfg *initConfig) error {
 // the permitted set across setresuid; capset then restores the effective
 // set; no_new_privs and seccomp come last. Without no_new_privs, loading a
 // filter needs CAP_SYS_ADMIN, so it is loaded before the user switch.
-func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD int, ready *bool) error {
+func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD, resultFD int, ready *bool) error {
 	p := cfg.Process
 	var seccomp *specs.LinuxSeccomp
 	if cfg.Spec.Linux != nil {
@@ -282,6 +326,9 @@ func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD int, ready *bool
 			break
 		}
 		unix.Close(fifoFD)
+		if err := startHooks(cfg, resultFD); err != nil {
+			return err
+		}
 	}
 	if seccomp != nil && p.NoNewPrivileges {
 		if err := installSeccomp(); err != nil {
@@ -295,6 +342,23 @@ func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD int, ready *bool
 		return &os.PathError{Op: "execve", Path: path, Err: err}
 	}
 	return execve(path, p.Args, env)
+}
+
+// startHooks runs the startContainer hooks, after the start barrier and
+// before execve: in the container, with the process's credentials. A
+// failure is written to the result FIFO, where Start reads it.
+func startHooks(cfg *initConfig, resultFD int) error {
+	h := cfg.Spec.Hooks
+	if h == nil || len(h.StartContainer) == 0 {
+		return nil
+	}
+	st := *cfg.HookState
+	st.Status = StatusCreated
+	err := runHooks(context.Background(), hookStartContainer, h.StartContainer, &st)
+	if err != nil && resultFD >= 0 {
+		_, _ = unix.Write(resultFD, []byte(err.Error()))
+	}
+	return err
 }
 
 func hasRlimit(p *specs.Process, typ string) bool {

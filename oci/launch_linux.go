@@ -22,6 +22,9 @@ type launch struct {
 	cfgW       *os.File
 	sync       *net.UnixConn
 	childFiles []*os.File
+	// onHooks runs the hooks the init asks for (msgHooks) before it
+	// pivots; nil when the spec has none for the runtime to run.
+	onHooks func() error
 }
 
 func (e *Executor) newLaunch(stdio IO, terminal bool, extra ...*os.File) (*launch, error) {
@@ -140,6 +143,17 @@ func (l *launch) await(ctx context.Context, untilReady bool) (*os.File, error) {
 			return fail(errors.New(m.Error))
 		case msgReady:
 			return console, nil
+		case msgHooks:
+			if l.onHooks == nil {
+				return fail(errors.New("init asked for hooks the spec does not have"))
+			}
+			if err := l.onHooks(); err != nil {
+				return fail(err)
+			}
+			b, _ := json.Marshal(syncMsg{Type: msgResume})
+			if _, err := l.sync.Write(b); err != nil {
+				return fail(fmt.Errorf("resume init after hooks: %w", err))
+			}
 		case msgPty:
 			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 			if err != nil || len(msgs) != 1 {

@@ -44,8 +44,10 @@ var defaultDevSymlinks = [][2]string{
 }
 
 // setupRootfs prepares the container's mount tree and pivots into it.
-// Runs in the container's new mount namespace.
-func setupRootfs(cfg *initConfig) error {
+// beforePivot, when not nil, runs once the mounts and devices are made,
+// before pivot_root (the create hooks). Runs in the container's new mount
+// namespace.
+func setupRootfs(cfg *initConfig, beforePivot func() error) error {
 	spec := cfg.Spec
 	rootfs, err := filepath.EvalSymlinks(cfg.Rootfs)
 	if errors.Is(err, unix.EACCES) {
@@ -96,6 +98,11 @@ func setupRootfs(cfg *initConfig) error {
 	}
 	if err := createDevices(rootfs, spec); err != nil {
 		return err
+	}
+	if beforePivot != nil {
+		if err := beforePivot(); err != nil {
+			return err
+		}
 	}
 	if err := pivotRoot(rootfs); err != nil {
 		return err

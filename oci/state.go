@@ -19,6 +19,8 @@ import (
 const (
 	stateFile = "state.json"
 	fifoName  = "exec.fifo"
+	// resultFifoName is the start result FIFO (see envResultFD).
+	resultFifoName = "start.fifo"
 )
 
 // validID keeps container ids usable as a single path element:
@@ -56,6 +58,12 @@ type State struct {
 	// SharedPidNS is true when the container joined an existing PID
 	// namespace: killing its init does not kill the other processes.
 	SharedPidNS bool `json:"sharedPidNS,omitempty"`
+	// Hooks is true when the spec (kept in config.json) has OCI hooks, so
+	// Start and Delete know to read it.
+	Hooks bool `json:"hooks,omitempty"`
+	// StartResult is true when Start must wait for the init's result
+	// (startContainer or poststart hooks).
+	StartResult bool `json:"startResult,omitempty"`
 }
 
 // writeState writes st atomically to dir/state.json.

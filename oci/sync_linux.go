@@ -14,6 +14,10 @@ const (
 	envSyncFD   = "_SKIFF_INIT_SYNC_FD"   // SOCK_SEQPACKET: syncMsg from the init
 	envFifoFD   = "_SKIFF_INIT_FIFO_FD"   // start barrier FIFO, opened O_RDWR (create only)
 	envMountNS  = "_SKIFF_INIT_MNTNS_FD"  // container's mount namespace (exec only)
+	// envResultFD is the start result FIFO, opened O_RDWR (create, with
+	// startContainer or poststart hooks): a failed startContainer hook's
+	// error is written to it; execve closes it, which Start reads as EOF.
+	envResultFD = "_SKIFF_INIT_RESULT_FD"
 )
 
 // initConfig is what the parent sends to the init over the config pipe.
@@ -39,10 +43,20 @@ type initConfig struct {
 	// other mounts). Set for containers in a user namespace, whose init
 	// cannot reach or idmap the sources itself.
 	MountFDs []int `json:"mountFDs,omitempty"`
+	// RuntimeHooks makes the init stop before pivot_root and ask the
+	// parent (msgHooks) to run the prestart and createRuntime hooks, and
+	// wait for msgResume.
+	RuntimeHooks bool `json:"runtimeHooks,omitempty"`
+	// HookState is the state the createContainer and startContainer hooks
+	// get, with the init's host pid, which the init cannot know itself in
+	// a new PID namespace.
+	HookState *specs.State `json:"hookState,omitempty"`
 }
 
 // syncMsg goes from the init to the parent. "pty" carries the pty master
-// as SCM_RIGHTS; "ready" ends a create; "error" carries the failure.
+// as SCM_RIGHTS; "ready" ends a create; "error" carries the failure;
+// "hooks" asks the parent to run the runtime-namespace create hooks, and
+// the parent answers "resume" (the one message that goes the other way).
 type syncMsg struct {
 	Type  string `json:"type"`
 	Error string `json:"error,omitempty"`
@@ -52,9 +66,11 @@ type syncMsg struct {
 }
 
 const (
-	msgReady = "ready"
-	msgError = "error"
-	msgPty   = "pty"
+	msgReady  = "ready"
+	msgError  = "error"
+	msgPty    = "pty"
+	msgHooks  = "hooks"
+	msgResume = "resume"
 )
 
 // sendSync writes one message (and optionally one fd) on the seqpacket

@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 
+	"github.com/skiffcri/skiff/cdi"
 	"github.com/skiffcri/skiff/cni"
 	"github.com/skiffcri/skiff/config"
 	"github.com/skiffcri/skiff/cri"
@@ -157,6 +158,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	srv := cri.New(cri.Options{
 		Shims:    crishim.New(shimBin, cfg.State, ociRuntimes),
 		Seccomp:  seccompProfiles{},
+		CDI:      cdi.New(cfg.CDISpecDirs),
 		Images:   images,
 		Network:  cniNetwork{network},
 		PodOS:    podOS{nsHolder: shimBin},

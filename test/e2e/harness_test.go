@@ -164,6 +164,8 @@ type daemonOptions struct {
 	// runtimes, if set, gives the runtime handlers of the config; it gets
 	// the daemon so it can use its dirs.
 	runtimes func(d *daemon) map[string]config.RuntimeConfig
+	// cdiSpecDirs, if set, replaces the host's CDI spec directories.
+	cdiSpecDirs []string
 }
 
 // startDaemon runs a skiffd of its own for t: root, state, logs, CNI conf
@@ -237,6 +239,9 @@ func startDaemonWith(t *testing.T, opts daemonOptions) *daemon {
 	cfg.CNI.BinDirs = []string{pluginDir}
 	if opts.runtimes != nil {
 		cfg.Runtimes = opts.runtimes(d)
+	}
+	if opts.cdiSpecDirs != nil {
+		cfg.CDISpecDirs = opts.cdiSpecDirs
 	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {

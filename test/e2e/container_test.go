@@ -360,6 +360,17 @@ func TestCgroupFilesystemInContainer(t *testing.T) {
 			if f := strings.Fields(string(resp.Stdout)); len(f) != 2 || f[1] != "0" {
 				t.Errorf("container's memory cgroup: procs count and subdirectories = %q, want no subdirectories", resp.Stdout)
 			}
+			// On a v1 or hybrid host no cgroup2 mount shows (as with runc):
+			// the kubelet's resize checks take one as "cgroup v2".
+			if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+				resp, err := d.execSync(t, id, 10, "sh", "-c", "grep -c ' cgroup2 ' /proc/self/mountinfo")
+				if err != nil {
+					t.Fatalf("ExecSync: %v", err)
+				}
+				if got := strings.TrimSpace(string(resp.Stdout)); got != "0" {
+					t.Errorf("cgroup2 mounts in the container of a v1/hybrid host: %q, want none", got)
+				}
+			}
 			resp, err = d.execSync(t, id, 10, "sh", "-c", "mkdir /sys/fs/cgroup/pids/x 2>/dev/null || mkdir /sys/fs/cgroup/x")
 			if err != nil {
 				t.Fatalf("ExecSync: %v", err)

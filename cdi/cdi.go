@@ -24,10 +24,6 @@ import (
 	"github.com/skiffcri/skiff/errdefs"
 )
 
-// DefaultSpecDirs are where CDI specs live by convention: static specs,
-// then generated ones (which win a conflict).
-var DefaultSpecDirs = []string{"/etc/cdi", "/var/run/cdi"}
-
 // Registry resolves devices from the CDI specs of its directories. It is
 // safe for concurrent use.
 type Registry struct {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -155,7 +156,10 @@ func newMetricsEnv(t *testing.T) *metricsEnv {
 		k.procs[rec.CgroupPath] = &ProcessStats{Processes: 2, FileDescriptors: 9, Sockets: 1, NoFileSoft: 1024, HasNoFile: true}
 	}
 	// The pod cgroup the kubelet made: only its pressure is read.
-	k.cgroups[podCfg.Linux.CgroupParent] = &cgroups.Stats{PSI: &cgroups.PSI{Memory: cgroups.Pressure{Full: cgroups.PressureData{Total: 77}}}}
+	k.cgroups[podCfg.Linux.CgroupParent] = &cgroups.Stats{
+		Memory: cgroups.MemoryStats{Limit: 512 << 20},
+		PSI:    &cgroups.PSI{Memory: cgroups.Pressure{Full: cgroups.PressureData{Total: 77}}},
+	}
 	e.s.kernel = k
 	return e
 }
@@ -263,6 +267,24 @@ func TestListPodSandboxMetrics(t *testing.T) {
 	}
 	if l := ps.Stats.GetLinux(); l.GetMemory().GetPsi().GetFull().GetTotal() != 77 || l.GetCpu().GetPsi() == nil || l.GetIo().GetPsi() == nil {
 		t.Errorf("PodSandboxStats PSI = %v, %v, %v; want the pod cgroup's", l.GetCpu().GetPsi(), l.GetMemory().GetPsi(), l.GetIo())
+	}
+	// What the kubelet takes as it comes for a pod: page faults summed,
+	// available memory against the pod cgroup's limit, and a CPU rate from
+	// the second reading on.
+	if m := ps.Stats.GetLinux().GetMemory(); m.GetPageFaults().GetValue() != 100 || m.GetMajorPageFaults().GetValue() != 5 ||
+		m.GetAvailableBytes().GetValue() != 512<<20-70<<20 {
+		t.Errorf("pod memory = %v, want 100 page faults, 5 major, %d available", m, 512<<20-70<<20)
+	}
+	if c := ps.Stats.GetLinux().GetCpu(); c.GetUsageNanoCores() != nil {
+		t.Errorf("first reading has a CPU rate: %v", c)
+	}
+	time.Sleep(2 * time.Millisecond)
+	ps, err = e.s.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: e.pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ps.Stats.GetLinux().GetCpu(); c.GetUsageNanoCores() == nil || c.GetUsageNanoCores().GetValue() != 0 {
+		t.Errorf("second reading: CPU rate %v, want 0 (usage unchanged)", c.GetUsageNanoCores())
 	}
 }
 

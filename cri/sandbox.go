@@ -392,6 +392,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		return nil, err
 	}
 	s.podNames.release(rec.Name, rec.ID)
+	s.podCPU.forget(rec.ID)
 	s.publishSandbox(ctx, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, last)
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }

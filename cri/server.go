@@ -150,6 +150,9 @@ type Server struct {
 	// layers caches the usage of the writable layers (and of the tree
 	// holding them), refreshed in the background.
 	layers *layerUsage
+	// podCPU turns the pods' CPU usage into the rate PodSandboxStats
+	// reports.
+	podCPU *cpuRates
 
 	locks keyedLocks
 	// lostLocks serialise the clean-up of containers whose shim died.
@@ -191,6 +194,7 @@ func New(opts Options) *Server {
 		handlers:     sortedHandlers(opts.RuntimeHandlers),
 		features:     opts.Features,
 		layers:       newLayerUsage(treeUsage),
+		podCPU:       newCPURates(),
 		log:          log,
 		kernel:       procKernel{},
 		netStats:     opts.NetStats,

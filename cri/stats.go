@@ -212,8 +212,9 @@ func (s *Server) podStats(ctx context.Context, pod *meta.Pod) (*runtimeapi.PodSa
 	}
 	now := time.Now().UnixNano()
 	linux := &runtimeapi.LinuxPodSandboxStats{
-		Cpu:     &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{}},
-		Memory:  &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{}, UsageBytes: &runtimeapi.UInt64Value{}, RssBytes: &runtimeapi.UInt64Value{}},
+		Cpu: &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{}},
+		Memory: &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{}, UsageBytes: &runtimeapi.UInt64Value{}, RssBytes: &runtimeapi.UInt64Value{},
+			PageFaults: &runtimeapi.UInt64Value{}, MajorPageFaults: &runtimeapi.UInt64Value{}},
 		Process: &runtimeapi.ProcessUsage{Timestamp: now, ProcessCount: &runtimeapi.UInt64Value{}},
 	}
 	for _, rec := range recs {
@@ -227,18 +228,35 @@ func (s *Server) podStats(ctx context.Context, pod *meta.Pod) (*runtimeapi.PodSa
 		linux.Memory.WorkingSetBytes.Value += st.GetMemory().GetWorkingSetBytes().GetValue()
 		linux.Memory.UsageBytes.Value += st.GetMemory().GetUsageBytes().GetValue()
 		linux.Memory.RssBytes.Value += st.GetMemory().GetRssBytes().GetValue()
+		linux.Memory.PageFaults.Value += st.GetMemory().GetPageFaults().GetValue()
+		linux.Memory.MajorPageFaults.Value += st.GetMemory().GetMajorPageFaults().GetValue()
 		if u.cgroup != nil {
 			linux.Process.ProcessCount.Value += u.cgroup.Pids.Current
 		}
 	}
-	// Pressure does not add up over containers: it is the pod cgroup's
-	// own, which the kubelet made (cgroup_parent).
+	if nc, ok := s.podCPU.rate(pod.ID, now, linux.Cpu.UsageCoreNanoSeconds.Value); ok {
+		linux.Cpu.UsageNanoCores = &runtimeapi.UInt64Value{Value: nc}
+	}
+	// Pressure and the memory limit are the pod cgroup's own, which the
+	// kubelet made (cgroup_parent): pressure does not add up over
+	// containers.
 	if parent := cfg.GetLinux().GetCgroupParent(); parent != "" {
-		if st, err := s.kernel.CgroupStats(parent); err == nil && st.PSI != nil {
-			linux.Cpu.Psi, linux.Memory.Psi = criPSI(st.PSI.CPU), criPSI(st.PSI.Memory)
-			linux.Io = &runtimeapi.IoUsage{Timestamp: now, Psi: criPSI(st.PSI.IO)}
-		} else if err != nil && !errdefs.IsNotFound(err) {
-			s.log.Warn("pod cgroup pressure", "pod", pod.ID, "cgroup", parent, "err", err)
+		st, err := s.kernel.CgroupStats(parent)
+		switch {
+		case err == nil:
+			if st.PSI != nil {
+				linux.Cpu.Psi, linux.Memory.Psi = criPSI(st.PSI.CPU), criPSI(st.PSI.Memory)
+				linux.Io = &runtimeapi.IoUsage{Timestamp: now, Psi: criPSI(st.PSI.IO)}
+			}
+			if ws, limit := linux.Memory.WorkingSetBytes.Value, st.Memory.Limit; limit > 0 && limit < 1<<62 {
+				avail := uint64(0)
+				if limit > ws {
+					avail = limit - ws
+				}
+				linux.Memory.AvailableBytes = &runtimeapi.UInt64Value{Value: avail}
+			}
+		case !errdefs.IsNotFound(err):
+			s.log.Warn("pod cgroup stats", "pod", pod.ID, "cgroup", parent, "err", err)
 		}
 	}
 	if linux.Network, err = s.podNetworkUsage(ctx, pod); err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -293,4 +295,59 @@ func TestEventsShimKilled(t *testing.T) {
 	for _, id := range ids {
 		ev.none(t, id, 500*time.Millisecond)
 	}
+}
+
+// TestEventsStalledSubscriber: a GetContainerEvents subscriber that stops
+// reading does not hold pod creation up. 80 pods with a running container
+// each (320 events, past the 256 a subscriber may have outstanding) are
+// created while it reads nothing; their creation times are logged, not
+// asserted. When it reads again it gets every event in order, or, if it
+// was dropped, ResourceExhausted after the events it had: never a silent
+// gap.
+func TestEventsStalledSubscriber(t *testing.T) {
+	d := startDaemon(t)
+	d.pull(t, busybox)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stalled, err := d.rt.GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
+	if err != nil {
+		t.Fatalf("GetContainerEvents: %v", err)
+	}
+	const pods = 80
+	var ids []string
+	var took []time.Duration
+	for i := 0; i < pods; i++ {
+		start := time.Now()
+		podID, podCfg := d.runPod(t, "stalled-"+strconv.Itoa(i))
+		ctr := d.runContainer(t, podID, podCfg, "c", "sleep", "600")
+		took = append(took, time.Since(start))
+		ids = append(ids, podID, podID, ctr, ctr)
+	}
+	avg := func(d []time.Duration) time.Duration {
+		var sum time.Duration
+		for _, x := range d {
+			sum += x
+		}
+		return sum / time.Duration(len(d))
+	}
+	t.Logf("pod + container up while a subscriber reads nothing: first 10 %v each, last 10 %v each", avg(took[:10]), avg(took[pods-10:]))
+
+	// Read again: the events of these pods, in creation order, or an end
+	// that says events were missed.
+	got := 0
+	for got < len(ids) {
+		ev, err := stalled.Recv()
+		if err != nil {
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("after %d events the stream ended with %v, want every event or ResourceExhausted", got, err)
+			}
+			t.Logf("dropped after %d events: %v", got, err)
+			return
+		}
+		if ev.ContainerId != ids[got] {
+			t.Fatalf("event %d is about %s (%s), want %s: out of order or one missing", got, ev.ContainerId, ev.ContainerEventType, ids[got])
+		}
+		got++
+	}
+	t.Logf("all %d events delivered in order after the stall", got)
 }

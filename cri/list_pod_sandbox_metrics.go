@@ -79,10 +79,7 @@ func (s *Server) podMetrics(ctx context.Context, pod *meta.Pod, recs []*meta.Con
 		}
 		// What the processes hold open is read for metrics only: the
 		// stats RPCs have no field for it.
-		path, err := s.containerCgroup(rec)
-		if err == nil {
-			u.procs, err = s.kernel.ProcessStats(path)
-		}
+		u.procs, err = s.kernel.ProcessStats(u.path)
 		if err != nil && !errdefs.IsNotFound(err) {
 			s.log.Warn("container process metrics", "pod", pod.ID, "container", rec.ID, "err", err)
 		}

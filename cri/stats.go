@@ -52,6 +52,9 @@ type containerUsage struct {
 	cfg *runtimeapi.ContainerConfig
 	// at is when the usage was read, in Unix nanoseconds.
 	at int64
+	// path is the container's cgroup path; "" when it could not be
+	// resolved.
+	path string
 	// cgroup is nil when the container's cgroup is gone (exited and
 	// cleaned up): it then uses nothing.
 	cgroup *cgroups.Stats
@@ -75,6 +78,7 @@ func (s *Server) containerUsage(ctx context.Context, rec *meta.Container) (*cont
 	// gone, has no cgroup left either.
 	path, err := s.containerCgroup(rec)
 	if err == nil {
+		u.path = path
 		u.cgroup, err = s.kernel.CgroupStats(path)
 	}
 	if err != nil {

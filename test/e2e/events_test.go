@@ -2,11 +2,7 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -250,17 +246,7 @@ func TestEventsShimKilled(t *testing.T) {
 	for _, id := range ids {
 		d.waitState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
 	}
-	b, err := os.ReadFile(filepath.Join(d.state, "shims", podID, "shim.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shimPid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 shim %d: %v", shimPid, err)
-	}
+	d.killShim(t, podID)
 	// The events of different containers may interleave: gather them.
 	stopped := map[string]*runtimeapi.ContainerEventResponse{}
 	deadline := time.After(60 * time.Second)

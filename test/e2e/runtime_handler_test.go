@@ -5,9 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -206,17 +204,7 @@ func TestRuntimeHandlerRuncShimKilled(t *testing.T) {
 	if got := runcList(t, root); !slices.Contains(got, id) {
 		t.Fatalf("runc list = %q, want %s", got, id)
 	}
-	b, err := os.ReadFile(filepath.Join(d.state, "shims", podID, "shim.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shimPid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 shim %d: %v", shimPid, err)
-	}
+	d.killShim(t, podID)
 	for deadline := time.Now().Add(20 * time.Second); len(procsOf(t, filepath.Join(d.cgroupParent, id))) != 0 || slices.Contains(runcList(t, root), id); {
 		if time.Now().After(deadline) {
 			t.Fatalf("20s after its shim was killed: container processes %v, runc list %q", procsOf(t, filepath.Join(d.cgroupParent, id)), runcList(t, root))

@@ -99,17 +99,7 @@ func TestShimKilled(t *testing.T) {
 		}
 	}
 
-	b, err := os.ReadFile(filepath.Join(d.state, "shims", podID, "shim.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shimPid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 shim %d: %v", shimPid, err)
-	}
+	d.killShim(t, podID)
 
 	// No CRI call until the containers' processes are gone.
 	deadline := time.Now().Add(20 * time.Second)
@@ -152,4 +142,20 @@ func TestShimKilled(t *testing.T) {
 	}
 	// The pod init waits in the pod's cgroup for StopPodSandbox, which the
 	// daemon's clean-up calls and checks.
+}
+
+// killShim kills the shim of pod podID with SIGKILL, as a crash would.
+func (d *daemon) killShim(t *testing.T, podID string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.state, "shims", podID, "shim.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 shim %d: %v", shimPid, err)
+	}
 }

@@ -31,7 +31,9 @@ type podRun struct {
 // memory is the summed RSS and PSS of a runtime's daemon and shims.
 type memory struct {
 	rss, pss float64 // MiB
-	procs    int
+	// daemonPSS is the daemon's part of pss; the rest is the shims'.
+	daemonPSS float64
+	procs     int
 }
 
 // listRPCs are the calls whose latency "bench pods" follows as pods grow.
@@ -83,6 +85,8 @@ func benchPods(ctx context.Context, e *env, n, parallel, listSamples int, res *r
 		res.value(fmt.Sprintf("PSS, daemon + shims, %d pods", l), "MiB", sm.pss, cm.pss)
 		res.value(fmt.Sprintf("RSS per pod above idle, %d pods", l), "MiB", (sm.rss-s.idle.rss)/float64(l), (cm.rss-c.idle.rss)/float64(l))
 		res.value(fmt.Sprintf("PSS per pod above idle, %d pods", l), "MiB", (sm.pss-s.idle.pss)/float64(l), (cm.pss-c.idle.pss)/float64(l))
+		res.value(fmt.Sprintf("  of which the daemon's, %d pods", l), "MiB", (sm.daemonPSS-s.idle.pss)/float64(l), (cm.daemonPSS-c.idle.pss)/float64(l))
+		res.value(fmt.Sprintf("  of which the shims', %d pods", l), "MiB", (sm.pss-sm.daemonPSS)/float64(l), (cm.pss-cm.daemonPSS)/float64(l))
 	}
 	for _, rpc := range listRPCs {
 		for _, l := range s.listLevels {
@@ -351,10 +355,13 @@ func memoryOf(e *env, r *runtimeUnderTest, shims bool) (memory, error) {
 		}
 	}
 	var m memory
-	for _, pid := range pids {
+	for i, pid := range pids {
 		rss, pss, err := smapsRollup(pid)
 		if err != nil {
 			return memory{}, fmt.Errorf("%s: %w", r.name, err)
+		}
+		if i == 0 {
+			m.daemonPSS = pss
 		}
 		m.rss += rss
 		m.pss += pss

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -26,15 +25,29 @@ type archInfo struct {
 	names map[string][]int
 }
 
-func info(name specs.Arch, a *arch.Info) *archInfo {
-	names := make(map[string][]int, len(a.SyscallNumbers))
-	for nr, n := range a.SyscallNumbers {
-		names[n] = append(names[n], nr)
+// syscallTable is one ABI's audit arch, number mask and syscalls, sorted
+// by number: static data generated from go-seccomp-bpf's tables
+// (zsyscalls_linux.go), so that no process pays for them until it
+// compiles a filter.
+type syscallTable struct {
+	audit, mask uint32
+	calls       []sysNumber
+}
+
+type sysNumber struct {
+	nr   int
+	name string
+}
+
+//go:generate sh -c "go run ./internal/gensyscalls > zsyscalls_linux.go"
+
+func info(name specs.Arch, t *syscallTable) *archInfo {
+	names := make(map[string][]int, len(t.calls))
+	// calls are sorted by number, so each name's numbers are too.
+	for _, c := range t.calls {
+		names[c.name] = append(names[c.name], c.nr)
 	}
-	for _, nrs := range names {
-		slices.Sort(nrs)
-	}
-	return &archInfo{name: name, audit: uint32(a.ID), mask: uint32(a.SeccompMask), names: names}
+	return &archInfo{name: name, audit: t.audit, mask: t.mask, names: names}
 }
 
 // x32Bit is __X32_SYSCALL_BIT.
@@ -49,13 +62,13 @@ func hostArches() (native *archInfo, compat []*archInfo) { return hostArchTables
 var hostArchTables = sync.OnceValues(func() (*archInfo, []*archInfo) {
 	switch runtime.GOARCH {
 	case "amd64":
-		return info(specs.ArchX86_64, arch.X86_64), []*archInfo{info(specs.ArchX86, arch.I386), info(specs.ArchX32, arch.X32)}
+		return info(specs.ArchX86_64, &tableX86_64), []*archInfo{info(specs.ArchX86, &tableI386), info(specs.ArchX32, &tableX32)}
 	case "arm64":
-		return info(specs.ArchAARCH64, arch.AARCH64), []*archInfo{info(specs.ArchARM, arch.ARM)}
+		return info(specs.ArchAARCH64, &tableAARCH64), []*archInfo{info(specs.ArchARM, &tableARM)}
 	case "386":
-		return info(specs.ArchX86, arch.I386), nil
+		return info(specs.ArchX86, &tableI386), nil
 	case "arm":
-		return info(specs.ArchARM, arch.ARM), nil
+		return info(specs.ArchARM, &tableARM), nil
 	}
 	return nil, nil
 })

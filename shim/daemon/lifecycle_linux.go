@@ -31,7 +31,7 @@ func (d *daemon) abandon(ctx context.Context, id string, proc Process, pidfd int
 
 func (d *daemon) create(ctx context.Context, req *shim.CreateRequest) (shim.ContainerState, error) {
 	id := req.ID
-	if !validID.MatchString(id) {
+	if !validID(id) {
 		return shim.ContainerState{}, errdefs.InvalidArgument("container id %q", id)
 	}
 	if req.Spec == nil || req.Spec.Process == nil {

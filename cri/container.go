@@ -257,6 +257,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err := s.meta.PutContainer(rec); err != nil {
 		return nil, err
 	}
+	s.observed.note(id, StateCreated)
 	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, pod.ID, id)
 	// Watched from creation: a created container killed before it ever
 	// starts exits too.
@@ -313,6 +314,15 @@ func (s *Server) podContainers(podID string) ([]*meta.Container, error) {
 // containerState asks the pod's shim; when the shim is gone, the exit record
 // it wrote is the truth.
 func (s *Server) containerState(ctx context.Context, rec *meta.Container) (ContainerState, error) {
+	st, err := s.readContainerState(ctx, rec)
+	if err == nil {
+		s.observed.note(rec.ID, st.Status)
+	}
+	return st, err
+}
+
+// readContainerState is containerState without noting what it read.
+func (s *Server) readContainerState(ctx context.Context, rec *meta.Container) (ContainerState, error) {
 	shim, err := s.shims.Connect(ctx, rec.PodID)
 	if err == nil {
 		defer shim.Close()
@@ -367,6 +377,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 	if err := shim.Start(ctx, rec.ID); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
+	s.observed.note(rec.ID, StateRunning)
 	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, rec.PodID, rec.ID)
 	return &runtimeapi.StartContainerResponse{}, nil
 }
@@ -486,6 +497,7 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	s.ctrNames.release(rec.Name, rec.ID)
+	s.observed.forget(rec.ID)
 	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.PodID, rec.ID)
 	return nil
 }
@@ -540,9 +552,15 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	var out []*runtimeapi.Container
-	// One call to each pod's shim for all its containers: the kubelet
-	// lists every second.
+	// The kubelet lists every second: each container's status is the one
+	// skiffd last saw, and only a container it has not seen yet (after a
+	// restart) costs a call, one to its pod's shim for all its containers.
 	podStates := map[string]map[string]ContainerState{}
+	ids := make(map[string]bool, len(all))
+	for _, rec := range all {
+		ids[rec.ID] = true
+	}
+	s.observed.retain(ids)
 	for _, rec := range all {
 		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
 			continue
@@ -551,6 +569,17 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 			continue
 		}
 		if !matchLabels(f.GetLabelSelector(), rec.Labels) {
+			continue
+		}
+		if status, ok := s.observed.status(rec.ID); ok {
+			c, err := s.criContainerIn(rec, ContainerState{Status: status})
+			if err != nil {
+				s.log.Warn("skip container", "container", rec.ID, "err", err)
+				continue
+			}
+			if f.GetState() == nil || f.GetState().GetState() == c.State {
+				out = append(out, c)
+			}
 			continue
 		}
 		states, asked := podStates[rec.PodID]
@@ -564,6 +593,7 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 		var c *runtimeapi.Container
 		var err error
 		if st, ok := states[rec.ID]; ok {
+			s.observed.note(rec.ID, st.Status)
 			c, err = s.criContainerIn(rec, st)
 		} else {
 			c, _, _, err = s.criContainer(ctx, rec)

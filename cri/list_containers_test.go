@@ -4,14 +4,15 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// TestListContainersOneCallPerPod: ListContainers asks each pod's shim once
-// for all its containers (the kubelet lists every second), reports the
-// states the shims give, and falls back to the exit records of a pod
-// whose shim is gone.
+// TestListContainersOneCallPerPod: with no status seen yet (after a
+// restart), ListContainers asks each pod's shim once for all its
+// containers, reports the states the shims give, and falls back to the
+// exit records of a pod whose shim is gone.
 func TestListContainersOneCallPerPod(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
@@ -32,6 +33,9 @@ func TestListContainersOneCallPerPod(t *testing.T) {
 	e.shims.mu.Lock()
 	delete(e.shims.pods, b)
 	e.shims.mu.Unlock()
+	waitObserved(t, e.s, b1, StateExited)
+	// As after a restart: nothing seen yet.
+	e.s.observed = newObservedStates()
 
 	e.shims.statesCalls = map[string]int{}
 	resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
@@ -57,6 +61,76 @@ func TestListContainersOneCallPerPod(t *testing.T) {
 	}
 	if e.shims.statesCalls[a] != 1 || e.shims.statesCalls[b] != 1 {
 		t.Errorf("States calls %v, want one per pod", e.shims.statesCalls)
+	}
+}
+
+// TestListContainersFromObservedStates: once skiffd has seen a container's
+// status (it created and started it, and its exit watch reported the
+// exit), ListContainers answers without asking any shim, and forgets a
+// removed container.
+func TestListContainersFromObservedStates(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	cfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	pod := e.runPod(t, cfg)
+	c1 := e.createContainer(t, pod, cfg, ctrConfig("c1", nil))
+	c2 := e.createContainer(t, pod, cfg, ctrConfig("c2", nil))
+	if _, err := e.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c1}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(want map[string]runtimeapi.ContainerState) {
+		t.Helper()
+		e.shims.mu.Lock()
+		e.shims.statesCalls = map[string]int{}
+		e.shims.mu.Unlock()
+		resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]runtimeapi.ContainerState{}
+		for _, c := range resp.Containers {
+			got[c.Id] = c.State
+		}
+		if len(got) != len(want) {
+			t.Errorf("listed %v, want %v", got, want)
+		}
+		for id, st := range want {
+			if got[id] != st {
+				t.Errorf("container %s: %v, want %v", id, got[id], st)
+			}
+		}
+		e.shims.mu.Lock()
+		defer e.shims.mu.Unlock()
+		if len(e.shims.statesCalls) != 0 {
+			t.Errorf("States calls %v, want none", e.shims.statesCalls)
+		}
+	}
+	list(map[string]runtimeapi.ContainerState{c1: runtimeapi.ContainerState_CONTAINER_RUNNING, c2: runtimeapi.ContainerState_CONTAINER_CREATED})
+	e.shims.exit(c1, 0)
+	waitObserved(t, e.s, c1, StateExited)
+	list(map[string]runtimeapi.ContainerState{c1: runtimeapi.ContainerState_CONTAINER_EXITED, c2: runtimeapi.ContainerState_CONTAINER_CREATED})
+	if _, err := e.s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.s.observed.status(c1); ok {
+		t.Errorf("removed container %s still has a status", c1)
+	}
+	list(map[string]runtimeapi.ContainerState{c2: runtimeapi.ContainerState_CONTAINER_CREATED})
+}
+
+// waitObserved waits until the exit watch (or another reader) has noted
+// container id in status.
+func waitObserved(t *testing.T, s *Server, id, status string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if st, _ := s.observed.status(id); st == status {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s never seen %s", id, status)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

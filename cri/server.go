@@ -153,6 +153,9 @@ type Server struct {
 	// podCPU turns the pods' CPU usage into the rate PodSandboxStats
 	// reports.
 	podCPU *cpuRates
+	// observed is the last status seen of each container, which
+	// ListContainers answers from.
+	observed *observedStates
 
 	locks keyedLocks
 	// lostLocks serialise the clean-up of containers whose shim died.
@@ -195,6 +198,7 @@ func New(opts Options) *Server {
 		features:     opts.Features,
 		layers:       newLayerUsage(treeUsage),
 		podCPU:       newCPURates(),
+		observed:     newObservedStates(),
 		log:          log,
 		kernel:       procKernel{},
 		netStats:     opts.NetStats,

@@ -304,18 +304,46 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 		}
 		return err
 	}
-	if rec.NetworkSetUp && s.network != nil {
+	// The network's teardown (CNI DEL, several plugin execs) and the
+	// shim's going away do not depend on each other: they run at once.
+	netDone := make(chan error, 1)
+	tearDown := rec.NetworkSetUp && s.network != nil
+	if tearDown {
 		cfg, err := podConfig(rec)
 		if err != nil {
 			return err
 		}
-		if err := s.network.Teardown(ctx, s.netRequest(rec, cfg)); err != nil {
-			return fmt.Errorf("stop pod sandbox %s: network: %w", rec.ID, err)
-		}
+		req := s.netRequest(rec, cfg)
+		go func() { netDone <- s.network.Teardown(ctx, req) }()
+	} else {
+		netDone <- nil
+	}
+	shimErr := s.stopPodShim(ctx, rec, ctrs)
+	if err := <-netDone; err != nil {
+		return fmt.Errorf("stop pod sandbox %s: network: %w", rec.ID, err)
+	}
+	if tearDown {
 		rec.NetworkSetUp = false
 	}
-	// The shim goes with the pod: first let it release every container's
-	// executor state and cgroup (their exit records stay on disk).
+	if shimErr != nil {
+		// A retry runs CNI DEL again, which CNI makes idempotent.
+		return shimErr
+	}
+	wasReady := rec.State == podReady
+	rec.State = podNotReady
+	if err := s.meta.PutPod(rec); err != nil {
+		return err
+	}
+	if wasReady {
+		s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, rec.ID, rec.ID)
+	}
+	return nil
+}
+
+// stopPodShim stops the pod's shim: first it lets it release every
+// container's executor state and cgroup (their exit records stay on
+// disk), then it stops it and has the runtime drop what it still holds.
+func (s *Server) stopPodShim(ctx context.Context, rec *meta.Pod, ctrs []*meta.Container) error {
 	if shim, err := s.shims.Connect(ctx, rec.ID); err == nil {
 		for _, c := range ctrs {
 			if err := shim.Delete(ctx, c.ID); err != nil && !errdefs.IsNotFound(err) {
@@ -332,14 +360,6 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 		if err := s.shims.Cleanup(ctx, c.ID); err != nil {
 			return fmt.Errorf("stop pod sandbox %s: %w", rec.ID, err)
 		}
-	}
-	wasReady := rec.State == podReady
-	rec.State = podNotReady
-	if err := s.meta.PutPod(rec); err != nil {
-		return err
-	}
-	if wasReady {
-		s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, rec.ID, rec.ID)
 	}
 	return nil
 }

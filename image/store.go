@@ -328,11 +328,20 @@ func (s *Store) Release(ctx context.Context, imageID, holderID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := normalizeID(imageID)
+	// While the image itself is there its layers stay, whoever holds it:
+	// only the release of an image removed in use can free anything, and
+	// only then is the store collected (a walk of every image, holder,
+	// blob and layer).
+	imageGone := false
 	err := s.db.Update(func(tx *bbolt.Tx) error {
+		imageGone = tx.Bucket(imagesBucket).Get([]byte(id)) == nil
 		return tx.Bucket(holdersBucket).Delete(holderKey(holderID, id))
 	})
 	if err != nil {
 		return fmt.Errorf("release image %q by %s: %w", imageID, holderID, err)
+	}
+	if !imageGone {
+		return nil
 	}
 	if err := s.gcLocked(ctx); err != nil {
 		return fmt.Errorf("release image %q by %s: free unused content: %w", imageID, holderID, err)

@@ -38,6 +38,9 @@ const (
 // are split. 16 KiB is the kubelet's and containerd's default.
 const DefaultMaxLineSize = 16 * 1024
 
+// readBufferSize is how much of a stream Copy reads at once.
+const readBufferSize = 4096
+
 // Tags of a record: P continues in the next record of the same stream, F ends
 // the line.
 const (
@@ -166,23 +169,26 @@ func (w *Writer) WriteRecord(stream Stream, tag byte, text []byte) error {
 // terminal's last user exits) ends the copy without being reported, since it
 // is how such streams end.
 func (w *Writer) Copy(stream Stream, r io.Reader) error {
-	return copyLines(r, w.maxLine, func(tag byte, text []byte) error {
+	return copyLines(r, w.maxLine, readBufferSize, func(tag byte, text []byte) error {
 		return w.WriteRecord(stream, tag, text)
 	})
 }
 
 // copyLines splits r into records of at most maxLine bytes of text and hands
-// each to emit. The first emit error is returned after r is drained.
-func copyLines(r io.Reader, maxLine int, emit func(tag byte, text []byte) error) error {
+// each to emit, reading at most readSize bytes at a time (bufio's minimum
+// is 16). The first emit error is returned after r is drained.
+func copyLines(r io.Reader, maxLine, readSize int, emit func(tag byte, text []byte) error) error {
 	var firstErr error
 	out := func(tag byte, text []byte) {
 		if err := emit(tag, text); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	br := bufio.NewReaderSize(r, maxLine+1)
-	// pending holds the tail of a line whose head has not been written yet;
-	// it is always shorter than maxLine+1 bytes.
+	// Lines are gathered in pending, so the read buffer need not hold a
+	// whole one: every container has one per stream, mostly idle.
+	br := bufio.NewReaderSize(r, min(maxLine+1, readSize))
+	// pending holds the tail of a line whose head has not been written
+	// yet: at most maxLine bytes between reads.
 	var pending []byte
 	for {
 		chunk, err := br.ReadSlice('\n')

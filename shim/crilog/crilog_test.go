@@ -57,6 +57,7 @@ func (o oneByteReader) Read(p []byte) (int, error) {
 
 func TestCopy(t *testing.T) {
 	long := strings.Repeat("a", 10)
+	long40 := strings.Repeat("0123456789", 4)
 	tests := []struct {
 		name    string
 		maxLine int
@@ -77,6 +78,13 @@ func TestCopy(t *testing.T) {
 		{"long then short", 10, long + long + "xy\nz\n", []string{"P" + long, "P" + long, "Fxy", "Fz"}},
 		{"long partial at eof", 10, long + "xyz", []string{"P" + long, "Pxyz"}},
 		{"max exactly at eof", 10, long, []string{"P" + long}},
+		// Lines longer than the read buffer (16 bytes below).
+		{"line of three reads", 40, long40[:37] + "\n", []string{"F" + long40[:37]}},
+		{"exactly max, many reads", 40, long40 + "\n", []string{"F" + long40}},
+		{"exactly max crlf, many reads", 40, long40 + "\r\n", []string{"F" + long40}},
+		{"cr at a read's end", 40, long40[:15] + "\r\nb\n", []string{"F" + long40[:15], "Fb"}},
+		{"max plus one, many reads", 40, long40 + "b\n", []string{"P" + long40, "Fb"}},
+		{"three times max", 40, long40 + long40 + long40 + "xy\nz", []string{"P" + long40, "P" + long40, "P" + long40, "Fxy", "Pz"}},
 	}
 	for _, tc := range tests {
 		for _, slow := range []bool{false, true} {
@@ -84,13 +92,17 @@ func TestCopy(t *testing.T) {
 			if slow {
 				name += "/bytewise"
 			}
+			readSize := tc.maxLine + 1
+			if tc.maxLine > 16 {
+				readSize = 16
+			}
 			t.Run(name, func(t *testing.T) {
 				var got []string
 				var r io.Reader = strings.NewReader(tc.in)
 				if slow {
 					r = oneByteReader{r}
 				}
-				err := copyLines(r, tc.maxLine, func(tag byte, text []byte) error {
+				err := copyLines(r, tc.maxLine, readSize, func(tag byte, text []byte) error {
 					got = append(got, string(tag)+string(text))
 					return nil
 				})
@@ -276,11 +288,13 @@ func FuzzCopy(f *testing.F) {
 	f.Add([]byte("a\nb\r\nccccccccccccccccccccc\n"), uint8(4))
 	f.Add([]byte("no newline"), uint8(3))
 	f.Add([]byte("\r\r\n\n"), uint8(1))
+	f.Add([]byte(strings.Repeat("x", 15)+"\r\n"+strings.Repeat("y", 70)+"\n"), uint8(60))
 	f.Fuzz(func(t *testing.T, in []byte, max uint8) {
-		maxLine := int(max%32) + 1
+		// Up to 64: beyond the 16-byte read buffer it is given.
+		maxLine := int(max%64) + 1
 		var out bytes.Buffer
 		w := &Writer{path: "fuzz", maxLine: maxLine, now: fixedNow}
-		err := copyLines(bytes.NewReader(in), maxLine, func(tag byte, text []byte) error {
+		err := copyLines(bytes.NewReader(in), maxLine, 16, func(tag byte, text []byte) error {
 			if len(text) > maxLine {
 				t.Fatalf("record of %d bytes, max %d", len(text), maxLine)
 			}

@@ -42,9 +42,10 @@
 // Start runs "skiff-shim daemon", which re-executes itself in a new session
 // with stdio on /dev/null (stderr on <dir>/shim.log) and exits once the
 // socket is up, so the shim is re-parented away from skiffd at once. With
-// SharePID the shim first starts the pod init ("skiff-shim daemon
-// --pod-init"), PID 1 of a new PID namespace that the pod's containers join
-// and that reaps their orphans.
+// SharePID the shim first starts the pod init (skiff-nsenter, installed
+// beside the shim, as "skiff-pod-init": a small C process), PID 1 of a new
+// PID namespace that the pod's containers join and that reaps their
+// orphans.
 //
 // When a shim died, what it held is cleaned up through the same binary's
 // executor CLI ("skiff-shim runtime", see RuntimeCLI): its containers'

@@ -95,12 +95,43 @@ __attribute__((noreturn)) static void run_target(int exec_fd, char **argv) {
 	die("execveat");
 }
 
+// pod_init is a pod's init, PID 1 of the PID namespace its containers
+// share: it reaps every process that ends in the namespace (orphans are
+// reparented to it) and exits 0 on SIGTERM or SIGINT, as a pause process
+// does. Every signal is blocked and taken with sigwaitinfo, so no handler
+// runs; a signal the kernel does not queue for an init (SIG_DFL from inside
+// the namespace) is dropped as it would be for pause.
+__attribute__((noreturn)) static void pod_init(void) {
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	// Nothing of whoever started it: no fd but stdio, which is /dev/null.
+	syscall(SYS_close_range, 3, ~0U, 0);
+	if (chdir("/") < 0)
+		_exit(127);
+	// Its name in ps and /proc/1/comm, as its argv[0] is.
+	prctl(PR_SET_NAME, "skiff-pod-init", 0, 0, 0);
+	for (;;) {
+		// Every child that has ended, before waiting for the next signal:
+		// SIGCHLD is not queued once per child.
+		while (waitpid(-1, NULL, WNOHANG | __WALL) > 0)
+			;
+		int sig = sigwaitinfo(&all, NULL);
+		if (sig == SIGTERM || sig == SIGINT)
+			_exit(0);
+	}
+}
+
 // glibc passes argc, argv and envp to constructors.
 __attribute__((constructor)) static void skiff_nsenter(int argc, char **argv, char **envp) {
 	(void)argc;
 	(void)envp;
-	if (getenv("_SKIFF_NSENTER_USERNS_FD") == NULL)
+	int init = getenv("_SKIFF_NSENTER_POD_INIT") != NULL;
+	if (getenv("_SKIFF_NSENTER_USERNS_FD") == NULL) {
+		if (init)
+			pod_init(); // started in its new PID namespace already
 		return; // run by hand: main prints the usage
+	}
 	sync_fd = env_int("_SKIFF_NSENTER_SYNC_FD", -1);
 	int userns = env_int("_SKIFF_NSENTER_USERNS_FD", -1);
 	int flags = env_int("_SKIFF_NSENTER_UNSHARE", 0);
@@ -109,7 +140,11 @@ __attribute__((constructor)) static void skiff_nsenter(int argc, char **argv, ch
 		errno = EINVAL;
 		die("CLONE_NEWUSER in the unshare flags");
 	}
-	if (exec_fd < 0) {
+	if (init && !(flags & CLONE_NEWPID)) {
+		errno = EINVAL;
+		die("a pod init without CLONE_NEWPID in the unshare flags");
+	}
+	if (exec_fd < 0 && !init) {
 		errno = EBADF;
 		die("no binary to run (_SKIFF_NSENTER_EXEC_FD)");
 	}
@@ -137,6 +172,8 @@ __attribute__((constructor)) static void skiff_nsenter(int argc, char **argv, ch
 		// PID 1 of the new namespace. Killed with this stage until it
 		// changes credentials.
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		if (init)
+			pod_init();
 		run_target(exec_fd, argv);
 	}
 	char msg[64];

@@ -18,6 +18,13 @@
 // sees the container's exit status. The child is killed with its parent
 // (PR_SET_PDEATHSIG) until its credentials change.
 //
+// With EnvPodInit the stage is a pod's init instead of executing a
+// binary: started with CLONE_NEWPID (PID 1 of the new namespace), or with
+// EnvUserNS and CLONE_NEWPID in EnvUnshare, when its forked child is. The
+// init reaps every process of the namespace and exits 0 on SIGTERM or
+// SIGINT, as a pause process does; a few pages of C, not a Go runtime per
+// pod.
+//
 // Messages on the sync fd (a SOCK_SEQPACKET socket or a pipe, one write
 // each): {"type":"pid","pid":N}, {"type":"error","error":"..."}.
 package nsenter
@@ -35,6 +42,8 @@ const (
 	EnvSyncFD = "_SKIFF_NSENTER_SYNC_FD"
 	// EnvExecFD names an fd of the binary to execute once set up.
 	EnvExecFD = "_SKIFF_NSENTER_EXEC_FD"
+	// EnvPodInit, set to anything, makes the stage a pod init.
+	EnvPodInit = "_SKIFF_NSENTER_POD_INIT"
 )
 
 // Message types the stage writes on the sync fd.

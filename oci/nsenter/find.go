@@ -23,7 +23,7 @@ func Beside(binary string) (string, error) {
 	}
 	p := filepath.Join(filepath.Dir(binary), Binary)
 	if err := unix.Access(p, unix.X_OK); err != nil {
-		return "", errdefs.FailedPrecondition("joining a user namespace needs %s, installed beside skiff-shim: %v", p, err)
+		return "", errdefs.FailedPrecondition("%s, installed beside skiff-shim (it joins user namespaces and is the pod init), is missing: %v", p, err)
 	}
 	return p, nil
 }

@@ -66,11 +66,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once the socket accepts connections.
 	Ready func()
-	// SharePID starts the pod init (this binary as "daemon --pod-init",
-	// see InitBinary) as PID 1 of a new PID namespace before serving.
+	// SharePID starts the pod init (skiff-nsenter beside InitBinary, see
+	// package oci/nsenter) as PID 1 of a new PID namespace before serving.
 	SharePID bool
-	// InitBinary is the skiff-shim binary for the pod init; empty means
-	// /proc/self/exe.
+	// InitBinary is the skiff-shim binary the pod init is installed
+	// beside; empty means /proc/self/exe.
 	InitBinary string
 	// PodCgroup is the cgroup the pod init joins (the runtime must
 	// implement PodCgroups); empty leaves it in the shim's.

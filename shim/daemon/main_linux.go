@@ -55,9 +55,6 @@ type Flags struct {
 // detached copy is then an orphan re-parented to init (or the nearest
 // subreaper), independent of skiffd's lifetime and process group.
 func MainWithRuntime(args []string, newRuntime func(Flags) (Runtime, error)) int {
-	if len(args) == 1 && args[0] == podInitArg {
-		return podInitMain()
-	}
 	fs := flag.NewFlagSet("skiff-shim daemon", flag.ContinueOnError)
 	var f Flags
 	fs.StringVar(&f.Dir, "dir", "", "shim directory (socket, pid file, exit records)")

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"sync"
 	"syscall"
@@ -17,9 +16,6 @@ import (
 
 	"github.com/skiffcri/skiff/oci/nsenter"
 )
-
-// podInitArg makes "skiff-shim daemon" run as a pod's init instead.
-const podInitArg = "--pod-init"
 
 // execProcess adapts an exec.Cmd the shim started itself to Process.
 // execProcess is a process the shim started itself. pid, when set, is the
@@ -50,15 +46,20 @@ func (p execProcess) Wait() (ExitStatus, error) {
 	return ExitStatus{Code: ws.ExitStatus()}, nil
 }
 
-// startPodInit starts the pod's init as PID 1 of a new PID namespace. The
-// pod's containers join that namespace (/proc/<pid>/ns/pid, or the pinned
-// copy skiffd makes of it) and the init reaps their orphans, as a pause
-// container would.
+// startPodInit starts the pod's init as PID 1 of a new PID namespace: the
+// pre-runtime stage beside binary (skiff-nsenter), which is a small C
+// init in that role, not a second Go runtime per pod. The pod's containers
+// join its namespace (/proc/<pid>/ns/pid, or the pinned copy skiffd makes
+// of it) and the init reaps their orphans, as a pause container would.
 func startPodInit(binary, userns string) (execProcess, error) {
-	cmd := exec.Command(binary, "daemon", podInitArg)
+	stage, err := nsenter.Beside(binary)
+	if err != nil {
+		return execProcess{}, fmt.Errorf("start pod init: %w", err)
+	}
+	cmd := exec.Command(stage)
 	cmd.Args[0] = "skiff-pod-init"
 	cmd.Dir = "/"
-	cmd.Env = []string{}
+	cmd.Env = []string{nsenter.EnvPodInit + "=1"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	if userns == "" {
 		if err := cmd.Start(); err != nil {
@@ -67,37 +68,25 @@ func startPodInit(binary, userns string) (execProcess, error) {
 		return execProcess{cmd: cmd}, nil
 	}
 	// In a user namespace the PID namespace must be the user namespace's,
-	// so the pre-runtime stage (skiff-nsenter, next to the binary) joins
-	// it, unshares it and forks the init; it reports the init's pid on a
-	// pipe.
-	stage, err := nsenter.Beside(binary)
-	if err != nil {
-		return execProcess{}, fmt.Errorf("start pod init: %w", err)
-	}
+	// so the stage joins it, unshares it and forks the init; it reports
+	// the init's pid on a pipe.
 	ns, err := os.Open(userns)
 	if err != nil {
 		return execProcess{}, fmt.Errorf("start pod init: %w", err)
 	}
 	defer ns.Close()
-	bin, err := os.OpenFile(binary, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return execProcess{}, fmt.Errorf("start pod init: %w", err)
-	}
-	defer bin.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return execProcess{}, fmt.Errorf("start pod init: %w", err)
 	}
 	defer r.Close()
-	cmd.Path = stage
 	cmd.SysProcAttr.Cloneflags = 0
-	cmd.ExtraFiles = []*os.File{ns, w, bin}
-	cmd.Env = []string{
-		nsenter.EnvUserNS + "=3",
-		nsenter.EnvUnshare + "=" + strconv.Itoa(syscall.CLONE_NEWPID),
-		nsenter.EnvSyncFD + "=4",
-		nsenter.EnvExecFD + "=5",
-	}
+	cmd.ExtraFiles = []*os.File{ns, w}
+	cmd.Env = append(cmd.Env,
+		nsenter.EnvUserNS+"=3",
+		nsenter.EnvUnshare+"="+strconv.Itoa(syscall.CLONE_NEWPID),
+		nsenter.EnvSyncFD+"=4",
+	)
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
@@ -123,26 +112,6 @@ func readStagePid(r *os.File) (int, error) {
 		return 0, err
 	}
 	return nsenter.ParsePid(buf[:n])
-}
-
-func podInitMain() int {
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
-	for {
-		for {
-			var ws unix.WaitStatus
-			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil || pid <= 0 {
-				break
-			}
-		}
-		if s := <-sigc; s != unix.SIGCHLD {
-			return 0
-		}
-	}
 }
 
 // startPodInit starts the pod init and returns the function that stops it

@@ -69,11 +69,11 @@ exec sleep 1000`)
 			id := d.createContainer(t, podID, cfg, c)
 			d.startContainer(t, id)
 			logPath := filepath.Join(cfg.LogDirectory, "main.log")
-			// PID 1 is the pod init (the shim binary) in a pod that shares
-			// its PID namespace, else the container's own shell.
+			// PID 1 is the pod init in a pod that shares its PID
+			// namespace, else the container's own shell.
 			pid1 := "sh"
 			if pid == runtimeapi.NamespaceMode_POD {
-				pid1 = "skiff-shim"
+				pid1 = "skiff-pod-init"
 			}
 			waitLog(t, logPath, "stdout", "pid1="+pid1, 30*time.Second)
 			out := strings.Join(logText(readLog(t, logPath), "stdout"), "\n")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,12 +29,15 @@ type podRun struct {
 	memLevels, listLevels []int
 }
 
-// memory is the summed RSS and PSS of a runtime's daemon and shims.
+// memory is the summed RSS and PSS of a runtime's daemon, shims and pod
+// infrastructure: the process each pod runs that is none of its
+// containers' (containerd's pause container, Skiff's pod init).
 type memory struct {
 	rss, pss float64 // MiB
-	// daemonPSS is the daemon's part of pss; the rest is the shims'.
-	daemonPSS float64
-	procs     int
+	// daemonPSS and infraPSS are the daemon's and the pods' infrastructure
+	// parts of pss; the rest is the shims'.
+	daemonPSS, infraPSS float64
+	procs               int
 }
 
 // listRPCs are the calls whose latency "bench pods" follows as pods grow.
@@ -81,12 +85,13 @@ func benchPods(ctx context.Context, e *env, n, parallel, listSamples int, res *r
 	res.value("daemon idle PSS", "MiB", s.idle.pss, c.idle.pss)
 	for _, l := range s.memLevels {
 		sm, cm := s.mem[l], c.mem[l]
-		res.value(fmt.Sprintf("RSS, daemon + shims, %d pods", l), "MiB", sm.rss, cm.rss)
-		res.value(fmt.Sprintf("PSS, daemon + shims, %d pods", l), "MiB", sm.pss, cm.pss)
+		res.value(fmt.Sprintf("RSS, daemon + shims + pause/pod init, %d pods", l), "MiB", sm.rss, cm.rss)
+		res.value(fmt.Sprintf("PSS, daemon + shims + pause/pod init, %d pods", l), "MiB", sm.pss, cm.pss)
 		res.value(fmt.Sprintf("RSS per pod above idle, %d pods", l), "MiB", (sm.rss-s.idle.rss)/float64(l), (cm.rss-c.idle.rss)/float64(l))
 		res.value(fmt.Sprintf("PSS per pod above idle, %d pods", l), "MiB", (sm.pss-s.idle.pss)/float64(l), (cm.pss-c.idle.pss)/float64(l))
 		res.value(fmt.Sprintf("  of which the daemon's, %d pods", l), "MiB", (sm.daemonPSS-s.idle.pss)/float64(l), (cm.daemonPSS-c.idle.pss)/float64(l))
-		res.value(fmt.Sprintf("  of which the shims', %d pods", l), "MiB", (sm.pss-sm.daemonPSS)/float64(l), (cm.pss-cm.daemonPSS)/float64(l))
+		res.value(fmt.Sprintf("  of which the shims', %d pods", l), "MiB", (sm.pss-sm.daemonPSS-sm.infraPSS)/float64(l), (cm.pss-cm.daemonPSS-cm.infraPSS)/float64(l))
+		res.value(fmt.Sprintf("  of which pause (containerd) / pod init (Skiff), %d pods", l), "MiB", sm.infraPSS/float64(l), cm.infraPSS/float64(l))
 	}
 	for _, rpc := range listRPCs {
 		for _, l := range s.listLevels {
@@ -122,7 +127,7 @@ func churn(ctx context.Context, e *env, r *runtimeUnderTest, n, parallel, listSa
 	if err := podDown(ctx, r, p, nil); err != nil {
 		return nil, err
 	}
-	if pr.idle, err = memoryOf(e, r, false); err != nil {
+	if pr.idle, err = memoryOf(ctx, e, r, false); err != nil {
 		return nil, err
 	}
 
@@ -142,7 +147,7 @@ func churn(ctx context.Context, e *env, r *runtimeUnderTest, n, parallel, listSa
 			}
 			// A moment for the new shim's start-up garbage to go.
 			time.Sleep(time.Second)
-			if pr.mem[up], err = memoryOf(e, r, true); err != nil {
+			if pr.mem[up], err = memoryOf(ctx, e, r, true); err != nil {
 				return nil, err
 			}
 		}
@@ -334,12 +339,14 @@ func listLatency(ctx context.Context, r *runtimeUnderTest, samples int) (map[str
 }
 
 // memoryOf sums RSS and PSS (/proc/PID/smaps_rollup) of the runtime's
-// daemon and, if shims, of its shims: skiff-shim processes of the binary
+// daemon and, if pods, of its shims (skiff-shim processes of the binary
 // this run built, containerd-shim-runc-v2 processes whose command line
-// names this run's containerd socket.
-func memoryOf(e *env, r *runtimeUnderTest, shims bool) (memory, error) {
+// names this run's containerd socket) and of each pod's pause or pod init,
+// the pid its verbose PodSandboxStatus names.
+func memoryOf(ctx context.Context, e *env, r *runtimeUnderTest, pods bool) (memory, error) {
 	pids := []int{r.daemon.cmd.Process.Pid}
-	if shims {
+	var infra []int
+	if pods {
 		ents, err := os.ReadDir("/proc")
 		if err != nil {
 			return memory{}, err
@@ -353,21 +360,54 @@ func memoryOf(e *env, r *runtimeUnderTest, shims bool) (memory, error) {
 				pids = append(pids, pid)
 			}
 		}
+		if infra, err = r.podInfraPids(ctx); err != nil {
+			return memory{}, err
+		}
 	}
 	var m memory
-	for i, pid := range pids {
+	for i, pid := range append(pids, infra...) {
 		rss, pss, err := smapsRollup(pid)
 		if err != nil {
 			return memory{}, fmt.Errorf("%s: %w", r.name, err)
 		}
-		if i == 0 {
+		switch {
+		case i == 0:
 			m.daemonPSS = pss
+		case i >= len(pids):
+			m.infraPSS += pss
 		}
 		m.rss += rss
 		m.pss += pss
 		m.procs++
 	}
 	return m, nil
+}
+
+// podInfraPids lists the pause or pod init process of every pod, from the
+// "pid" of the verbose PodSandboxStatus both runtimes give (0, and left
+// out, for a pod without one).
+func (r *runtimeUnderTest) podInfraPids(ctx context.Context) ([]int, error) {
+	resp, err := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: list pods: %w", r.name, err)
+	}
+	var out []int
+	for _, p := range resp.GetItems() {
+		st, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.Id, Verbose: true})
+		if err != nil {
+			return nil, fmt.Errorf("%s: pod %s: %w", r.name, p.Id, err)
+		}
+		var info struct {
+			Pid int `json:"pid"`
+		}
+		if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil {
+			return nil, fmt.Errorf("%s: pod %s: verbose info: %w", r.name, p.Id, err)
+		}
+		if info.Pid > 0 {
+			out = append(out, info.Pid)
+		}
+	}
+	return out, nil
 }
 
 func (r *runtimeUnderTest) isShim(e *env, pid int) bool {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -59,10 +60,33 @@ type ProcessStats struct {
 	HasNoFile  bool
 }
 
-// procKernel reads /proc and the cgroup filesystems.
-type procKernel struct{}
+// procKernel reads /proc and the cgroup filesystems. The host's cgroup
+// layout (where each hierarchy is mounted) is read from mountinfo once it
+// is first needed and kept: every stats call loads a cgroup per container,
+// and mountinfo grows with every pod's mounts.
+type procKernel struct {
+	mu     sync.Mutex
+	layout *cgroups.Layout
+}
 
-func (procKernel) OOMScoreAdj(pid int) (int, error) {
+// cgroup returns the cgroup at cgroupPath in the host's layout.
+func (k *procKernel) cgroup(cgroupPath string) (*cgroups.Manager, error) {
+	k.mu.Lock()
+	l := k.layout
+	k.mu.Unlock()
+	if l == nil {
+		var err error
+		if l, err = cgroups.DetectLayout(); err != nil {
+			return nil, fmt.Errorf("cgroup %s: %w", cgroupPath, err)
+		}
+		k.mu.Lock()
+		k.layout = l
+		k.mu.Unlock()
+	}
+	return l.Load(cgroupPath)
+}
+
+func (*procKernel) OOMScoreAdj(pid int) (int, error) {
 	path := "/proc/" + strconv.Itoa(pid) + "/oom_score_adj"
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -75,8 +99,8 @@ func (procKernel) OOMScoreAdj(pid int) (int, error) {
 	return v, nil
 }
 
-func (procKernel) CgroupStats(cgroupPath string) (*cgroups.Stats, error) {
-	cg, err := cgroups.Load(cgroupPath)
+func (k *procKernel) CgroupStats(cgroupPath string) (*cgroups.Stats, error) {
+	cg, err := k.cgroup(cgroupPath)
 	if err != nil {
 		return nil, err
 	}
@@ -85,8 +109,8 @@ func (procKernel) CgroupStats(cgroupPath string) (*cgroups.Stats, error) {
 
 // ProcessStats lists the cgroup's processes and reads /proc/<pid>/fd of
 // each. A process that exits meanwhile is skipped.
-func (procKernel) ProcessStats(cgroupPath string) (*ProcessStats, error) {
-	cg, err := cgroups.Load(cgroupPath)
+func (k *procKernel) ProcessStats(cgroupPath string) (*ProcessStats, error) {
+	cg, err := k.cgroup(cgroupPath)
 	if err != nil {
 		return nil, err
 	}
@@ -117,8 +141,8 @@ func (procKernel) ProcessStats(cgroupPath string) (*ProcessStats, error) {
 	return out, nil
 }
 
-func (procKernel) HugetlbLimited(cgroupPath, pagesize string) (bool, error) {
-	cg, err := cgroups.Load(cgroupPath)
+func (k *procKernel) HugetlbLimited(cgroupPath, pagesize string) (bool, error) {
+	cg, err := k.cgroup(cgroupPath)
 	if err != nil {
 		return false, err
 	}

@@ -200,7 +200,7 @@ func New(opts Options) *Server {
 		podCPU:       newCPURates(),
 		observed:     newObservedStates(),
 		log:          log,
-		kernel:       procKernel{},
+		kernel:       &procKernel{},
 		netStats:     opts.NetStats,
 		events:       events.New(eventBuffer),
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/procwait"
 )
 
 // Process is a process started by Exec.
@@ -35,6 +36,9 @@ func resize(console *os.File, width, height uint16) error {
 }
 
 func waitCmd(cmd *exec.Cmd) (ExitStatus, error) {
+	// Until the process exits the wait holds a goroutine, not a thread;
+	// cmd.Wait then reaps it at once (or waits itself if that failed).
+	_ = procwait.Exited(cmd.Process.Pid)
 	err := cmd.Wait()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

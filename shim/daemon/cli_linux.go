@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/procwait"
 )
 
 // consoleWait bounds the wait for the terminal master once the OCI runtime
@@ -75,6 +76,8 @@ func (p *cliProcess) Console() *os.File { return p.console }
 // Wait implements Process: the process is the shim's child once the
 // runtime that forked it has exited.
 func (p *cliProcess) Wait() (ExitStatus, error) {
+	// Parked in the poller until the process exits, not in a thread.
+	_ = procwait.Exited(p.pid)
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(p.pid, &ws, 0, nil)

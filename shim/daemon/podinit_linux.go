@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiffcri/skiff/internal/procwait"
 	"github.com/skiffcri/skiff/oci/nsenter"
 )
 
@@ -34,6 +35,8 @@ func (p execProcess) Pid() int {
 func (p execProcess) ChildPid() int     { return p.cmd.Process.Pid }
 func (p execProcess) Console() *os.File { return nil }
 func (p execProcess) Wait() (ExitStatus, error) {
+	// Parked in the poller until the pod init exits, not in a thread.
+	_ = procwait.Exited(p.cmd.Process.Pid)
 	err := p.cmd.Wait()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

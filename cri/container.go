@@ -402,6 +402,12 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 func (s *Server) stopContainer(ctx context.Context, rec *meta.Container, timeout time.Duration) error {
 	unlock := s.locks.lock(rec.ID)
 	defer unlock()
+	// An exit is final: a container seen exited (StopContainer again, the
+	// RemoveContainer after it) needs no round trip to its shim.
+	if seen, ok := s.observed.status(rec.ID); ok && seen == StateExited {
+		s.noteExitLocked(ctx, rec.ID)
+		return nil
+	}
 	st, err := s.containerState(ctx, rec)
 	if err != nil {
 		return err

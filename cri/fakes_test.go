@@ -261,6 +261,8 @@ type fakeShims struct {
 	// pod.
 	podOf       map[string]string
 	statesCalls map[string]int
+	// stateCalls counts State calls by container.
+	stateCalls map[string]int
 	// handler is the runtime handler of the last shim started.
 	handler string
 }
@@ -272,7 +274,7 @@ func (f *fakeShims) lastHandler() string {
 }
 
 func newFakeShims() *fakeShims {
-	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000, ended: map[string]chan struct{}{}, podOf: map[string]string{}, statesCalls: map[string]int{}}
+	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000, ended: map[string]chan struct{}{}, podOf: map[string]string{}, statesCalls: map[string]int{}, stateCalls: map[string]int{}}
 }
 
 func (f *fakeShims) Start(_ context.Context, podID string, opts ShimOptions) (Shim, error) {
@@ -406,6 +408,7 @@ func (s *fakeShim) Kill(_ context.Context, id string, _ int, _ bool) error {
 func (s *fakeShim) State(_ context.Context, id string) (ContainerState, error) {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
+	s.f.stateCalls[id]++
 	st, ok := s.f.states[id]
 	if !ok {
 		return ContainerState{}, errdefs.NotFound("container %s", id)

@@ -165,3 +165,47 @@ func TestContainerImageAsThePodNamedIt(t *testing.T) {
 		t.Errorf("ListContainers = %v, %v", list, err)
 	}
 }
+
+// TestStopExitedAsksNoShim stops and removes a container skiffd saw exit:
+// the exit is final, so neither asks the shim for its state again.
+func TestStopExitedAsksNoShim(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	cfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	pod := e.runPod(t, cfg)
+	c := e.createContainer(t, pod, cfg, ctrConfig("c", nil))
+	if _, err := e.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c}); err != nil {
+		t.Fatal(err)
+	}
+	e.shims.exit(c, 3)
+	waitObserved(t, e.s, c, StateExited)
+	e.shims.mu.Lock()
+	e.shims.stateCalls = map[string]int{}
+	e.shims.mu.Unlock()
+	if _, err := e.s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: c, Timeout: 10}); err != nil {
+		t.Fatal(err)
+	}
+	e.shims.mu.Lock()
+	if n := e.shims.stateCalls[c]; n != 0 {
+		t.Errorf("StopContainer of an exited container: %d State calls, want none", n)
+	}
+	e.shims.mu.Unlock()
+	st, err := e.s.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.Status.ExitCode != 3 {
+		t.Errorf("status after stop: %v exit %d, want exited 3", st.Status.State, st.Status.ExitCode)
+	}
+	e.shims.mu.Lock()
+	e.shims.stateCalls = map[string]int{}
+	e.shims.mu.Unlock()
+	if _, err := e.s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c}); err != nil {
+		t.Fatal(err)
+	}
+	e.shims.mu.Lock()
+	defer e.shims.mu.Unlock()
+	if n := e.shims.stateCalls[c]; n != 0 {
+		t.Errorf("RemoveContainer of an exited container: %d State calls, want none", n)
+	}
+}

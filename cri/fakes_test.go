@@ -539,7 +539,7 @@ const (
 	volumeImageID  = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 )
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := bbolt.Open(filepath.Join(dir, "meta.db"), 0o600, nil)
@@ -592,7 +592,7 @@ func podConfigFor(name string, pid runtimeapi.NamespaceMode, network runtimeapi.
 	}
 }
 
-func (e *testEnv) runPod(t *testing.T, cfg *runtimeapi.PodSandboxConfig) string {
+func (e *testEnv) runPod(t testing.TB, cfg *runtimeapi.PodSandboxConfig) string {
 	t.Helper()
 	resp, err := e.s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
@@ -601,7 +601,7 @@ func (e *testEnv) runPod(t *testing.T, cfg *runtimeapi.PodSandboxConfig) string 
 	return resp.PodSandboxId
 }
 
-func (e *testEnv) createContainer(t *testing.T, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) string {
+func (e *testEnv) createContainer(t testing.TB, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) string {
 	t.Helper()
 	// As the kubelet does: the pod's namespace modes.
 	if cfg.Linux.SecurityContext == nil {

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,36 @@ func TestStopExitedAsksNoShim(t *testing.T) {
 	defer e.shims.mu.Unlock()
 	if n := e.shims.stateCalls[c]; n != 0 {
 		t.Errorf("RemoveContainer of an exited container: %d State calls, want none", n)
+	}
+}
+
+// BenchmarkListContainers lists 100 pods of one container each, configured
+// as the kubelet configures them (labels, annotations, environment), all
+// seen running: what the kubelet's relist costs every second.
+func BenchmarkListContainers(b *testing.B) {
+	e := newTestEnv(b)
+	ctx := context.Background()
+	for i := range 100 {
+		cfg := podConfigFor(fmt.Sprintf("p%d", i), runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+		pod := e.runPod(b, cfg)
+		c := ctrConfig("c", nil)
+		c.Labels = map[string]string{"io.kubernetes.container.name": "c", "io.kubernetes.pod.name": cfg.Metadata.Name,
+			"io.kubernetes.pod.namespace": "ns", "io.kubernetes.pod.uid": cfg.Metadata.Uid}
+		c.Annotations = map[string]string{"io.kubernetes.container.hash": "1b2c3d4e", "io.kubernetes.container.restartCount": "0",
+			"io.kubernetes.container.terminationMessagePath": "/dev/termination-log", "io.kubernetes.container.terminationMessagePolicy": "File"}
+		for j := range 10 {
+			c.Envs = append(c.Envs, &runtimeapi.KeyValue{Key: fmt.Sprintf("SERVICE_%d_PORT", j), Value: []byte("tcp://10.96.0.1:443")})
+		}
+		id := e.createContainer(b, pod, cfg, c)
+		if _, err := e.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		if err != nil || len(resp.Containers) != 100 {
+			b.Fatalf("ListContainers: %d containers, %v", len(resp.GetContainers()), err)
+		}
 	}
 }

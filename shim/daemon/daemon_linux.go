@@ -203,10 +203,12 @@ type daemon struct {
 // container is the shim's record of one container. Fields below mu change
 // over its life; the rest are fixed at create.
 type container struct {
-	id        string
-	pid       int
-	pidfd     int
-	spec      *specs.Spec
+	id    string
+	pid   int
+	pidfd int
+	// process is the spec's process, the defaults of every exec; the rest
+	// of the spec is the executor's once created, and not kept.
+	process   *specs.Process
 	stateDir  string
 	ownDir    bool // stateDir is the default one under the shim dir
 	logPath   string

@@ -45,7 +45,7 @@ func (d *daemon) execSync(ctx context.Context, req *shim.ExecSyncRequest) (shim.
 	if req.Process != nil {
 		proc = *req.Process
 	} else {
-		proc = *c.spec.Process
+		proc = *c.process
 	}
 	proc.Args = req.Cmd
 	proc.Terminal = false

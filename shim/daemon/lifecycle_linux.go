@@ -43,7 +43,7 @@ func (d *daemon) create(ctx context.Context, req *shim.CreateRequest) (shim.Cont
 	c := &container{
 		id:        id,
 		pidfd:     -1,
-		spec:      req.Spec,
+		process:   req.Spec.Process,
 		stateDir:  req.StateDir,
 		logPath:   req.LogPath,
 		createdAt: time.Now(),

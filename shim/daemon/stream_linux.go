@@ -156,7 +156,7 @@ func (d *daemon) execStream(ctx context.Context, req *shim.ExecRequest, br *bufi
 	if len(req.Cmd) == 0 {
 		return 0, errdefs.InvalidArgument("exec in container %q: empty command", req.ID)
 	}
-	proc := *c.spec.Process
+	proc := *c.process
 	if req.Process != nil {
 		proc = *req.Process
 	}

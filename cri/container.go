@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"github.com/skiffcri/skiff/cdi"
 	"github.com/skiffcri/skiff/cri/spec"
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/phases"
 	"github.com/skiffcri/skiff/meta"
 )
 
@@ -110,6 +112,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	}
 	unlock := s.locks.lock(id)
 	defer unlock()
+	st := phases.Start()
 	var undo []func()
 	defer func() {
 		if retErr == nil {
@@ -166,6 +169,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		// request's copy of the pod config says; computed once, here.
 		CgroupPath: cgroupPath(recorded, id),
 	}
+	st.Done("prepare")
 	// Listed before they are mounted: see image_volumes.go.
 	rec.ImageVolumes, rec.IDMappedImageVolumes = imageVolumeIDs(vols)
 	// The record comes before the image hold, so that a crash in between
@@ -183,6 +187,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	undo = append(undo, func() { _ = s.images.Release(context.Background(), img.ID, id) })
+	st.Done("record")
 
 	// The container's directory (rootfs mount point, spec, exit record)
 	// goes with a failed create.
@@ -201,6 +206,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
+	st.Done("rootfs")
 
 	var targetPID string
 	switch t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); t.GetPid() {
@@ -239,6 +245,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 
 	rec.UID, rec.GID = ociSpec.Process.User.UID, ociSpec.Process.User.GID
 	rec.Groups = ociSpec.Process.User.AdditionalGids
+	st.Done("spec")
 
 	shim, err := s.shims.Connect(ctx, pod.ID)
 	if err != nil {
@@ -251,6 +258,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	undo = append(undo, func() { _ = shim.Delete(context.Background(), id) })
+	st.Done("shim_create")
 	if err := s.recordCreated(ctx, shim, rec, ociSpec, rec.CgroupPath); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
@@ -262,6 +270,8 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	// Watched from creation: a created container killed before it ever
 	// starts exits too.
 	s.watchContainer(pod.ID, id)
+	st.Done("recorded")
+	st.Log(ctx, s.log, "rpc steps", slog.String("rpc", "CreateContainer"), slog.String("id", id))
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
@@ -474,11 +484,13 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 }
 
 func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error {
+	st := phases.Start()
 	if err := s.stopContainer(ctx, rec, 0); err != nil {
 		return err
 	}
 	unlock := s.locks.lock(rec.ID)
 	defer unlock()
+	st.Done("stopped")
 	if shim, err := s.shims.Connect(ctx, rec.PodID); err == nil {
 		err := shim.Delete(ctx, rec.ID)
 		shim.Close()
@@ -489,22 +501,28 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 	if err := s.shims.Cleanup(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	st.Done("shim_delete")
 	if err := s.rootfs.Unmount(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	st.Done("unmount")
 	s.layers.forget(s.writableLayer(rec.ID))
 	if err := os.RemoveAll(s.containerDir(rec.ID)); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	st.Done("remove_layer")
 	if err := s.images.Release(ctx, rec.ImageID, rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		s.log.Warn("release image", "container", rec.ID, "image", rec.ImageID, "err", err)
 	}
+	st.Done("image_release")
 	if err := s.deleteContainerRecord(ctx, rec); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	s.ctrNames.release(rec.Name, rec.ID)
 	s.observed.forget(rec.ID)
 	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.PodID, rec.ID)
+	st.Done("record_delete")
+	st.Log(ctx, s.log, "rpc steps", slog.String("rpc", "RemoveContainer"), slog.String("id", rec.ID))
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/phases"
 	"github.com/skiffcri/skiff/meta"
 )
 
@@ -99,6 +101,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	unlock := s.locks.lock(id)
 	defer unlock()
+	st := phases.Start()
 
 	var undo []func()
 	defer func() {
@@ -140,6 +143,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, fmt.Errorf("run pod sandbox %s: %w", name, err)
 	}
 	undo = append(undo, func() { _ = os.RemoveAll(s.podDir(id)) })
+	st.Done("record")
 
 	ns, files, err := s.podOS.Create(ctx, s.podDir(id), cfg)
 	if err != nil {
@@ -152,6 +156,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	})
 	rec.Namespaces = meta.PodNamespaces{Net: ns.Net, IPC: ns.IPC, UTS: ns.UTS, User: ns.User}
 	rec.Files = meta.PodFiles{Hostname: files.Hostname, Hosts: files.Hosts, ResolvConf: files.ResolvConf, Shm: files.Shm}
+	st.Done("namespaces")
 
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	if !hostNet {
@@ -169,11 +174,13 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	type shimStart struct {
 		shim Shim
 		err  error
+		took time.Duration
 	}
 	started := make(chan shimStart, 1)
 	go func() {
+		t0 := time.Now()
 		sh, err := s.shims.Start(ctx, id, shimOpts)
-		started <- shimStart{sh, err}
+		started <- shimStart{sh, err, time.Since(t0)}
 	}()
 	var startedShim *shimStart
 	awaitShim := func() shimStart {
@@ -213,11 +220,14 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			return nil, fmt.Errorf("run pod sandbox %s: hosts file: %w", name, err)
 		}
 	}
+	st.Done("network")
 
 	r := awaitShim()
 	if r.err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s: start shim: %w", name, r.err)
 	}
+	st.Took("shim_start", r.took)
+	st.Done("shim_wait")
 	shim := r.shim
 	if sharePID {
 		path, err := s.podOS.PinPID(s.podDir(id), shim.InitPID())
@@ -239,6 +249,8 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	// the pod's ID as the container ID.
 	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, id)
 	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, id)
+	st.Done("ready")
+	st.Log(ctx, s.log, "rpc steps", slog.String("rpc", "RunPodSandbox"), slog.String("id", id))
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
@@ -286,6 +298,7 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 }
 
 func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
+	st := phases.Start()
 	ctrs, err := s.podContainers(rec.ID)
 	if err != nil {
 		return err
@@ -295,6 +308,7 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 			return fmt.Errorf("stop pod sandbox %s: %w", rec.ID, err)
 		}
 	}
+	st.Done("containers")
 	unlock := s.locks.lock(rec.ID)
 	defer unlock()
 	rec, err = s.meta.Pod(rec.ID)
@@ -307,6 +321,7 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 	// The network's teardown (CNI DEL, several plugin execs) and the
 	// shim's going away do not depend on each other: they run at once.
 	netDone := make(chan error, 1)
+	var netTook time.Duration
 	tearDown := rec.NetworkSetUp && s.network != nil
 	if tearDown {
 		cfg, err := podConfig(rec)
@@ -314,12 +329,21 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 			return err
 		}
 		req := s.netRequest(rec, cfg)
-		go func() { netDone <- s.network.Teardown(ctx, req) }()
+		go func() {
+			t0 := time.Now()
+			err := s.network.Teardown(ctx, req)
+			netTook = time.Since(t0)
+			netDone <- err
+		}()
 	} else {
 		netDone <- nil
 	}
 	shimErr := s.stopPodShim(ctx, rec, ctrs)
-	if err := <-netDone; err != nil {
+	st.Done("shim_stop")
+	err = <-netDone
+	st.Took("network_teardown", netTook)
+	st.Done("network_wait")
+	if err != nil {
 		return fmt.Errorf("stop pod sandbox %s: network: %w", rec.ID, err)
 	}
 	if tearDown {
@@ -336,6 +360,10 @@ func (s *Server) stopPod(ctx context.Context, rec *meta.Pod) error {
 	}
 	if wasReady {
 		s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, rec.ID, rec.ID)
+		// The phases of the stop that did the work, not of the repeats
+		// (RemovePodSandbox stops the pod again).
+		st.Done("recorded")
+		st.Log(ctx, s.log, "rpc steps", slog.String("rpc", "StopPodSandbox"), slog.String("id", rec.ID))
 	}
 	return nil
 }

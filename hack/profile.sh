@@ -5,11 +5,15 @@
 # crictl, and the script prints, per RPC, skiffd's own duration (its debug
 # log) and the slow steps of the last pod (execs of CNI plugins and the
 # shim, fsyncs, mounts, waits) from the trace. docs/performance.md quotes
-# its output. Not a benchmark: strace slows every syscall down; compare
-# the steps, not the totals.
+# its output, and the phases of RunPodSandbox, CreateContainer,
+# RemoveContainer and StopPodSandbox that skiffd times itself (its "rpc
+# steps" debug lines), median per phase. Not a benchmark: strace slows
+# every syscall down; compare the steps, not the totals. PROFILE_STRACE=0
+# runs skiffd without strace, for phase times at full speed.
 #
-# Run as root. Environment: PROFILE_PODS (default 5), PROFILE_OUT (keep
-# strace.txt and skiffd.log there), SKIFF_TOOLS (busybox cache).
+# Run as root. Environment: PROFILE_PODS (default 5), PROFILE_STRACE
+# (default 1), PROFILE_OUT (keep strace.txt, skiffd.log and shims.log there),
+# SKIFF_TOOLS (busybox cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -53,7 +57,8 @@ cleanup() {
 	done
 	if [ -n "${PROFILE_OUT:-}" ]; then
 		mkdir -p "$PROFILE_OUT"
-		cp -f "$work/strace.txt" "$work/skiffd.log" "$PROFILE_OUT/" 2>/dev/null
+		cp -f "$work/skiffd.log" "$PROFILE_OUT/"
+		cp -f "$work/strace.txt" "$work/shims.log" "$PROFILE_OUT/" 2>/dev/null
 	fi
 	rm -rf --one-file-system "$work"
 	exit "$rc"
@@ -94,9 +99,14 @@ bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 
 $("$bin/testimages" --busybox "$busybox" --print-mirrors-toml --listen "$registry_addr")
 EOF
-strace -f -tt -T -qq -o "$work/strace.txt" \
-	-e trace=execve,wait4,fsync,fdatasync,mount,umount2,unshare,setns,pivot_root,clone,clone3 \
+trace=${PROFILE_STRACE:-1}
+if [ "$trace" = 1 ]; then
+	strace -f -tt -T -qq -o "$work/strace.txt" \
+		-e trace=execve,wait4,fsync,fdatasync,mount,umount2,unshare,setns,pivot_root,clone,clone3 \
+		"$bin/skiffd" --config "$work/config.toml" >"$work/skiffd.log" 2>&1 &
+else
 	"$bin/skiffd" --config "$work/config.toml" >"$work/skiffd.log" 2>&1 &
+fi
 skiffd_pid=$!
 for _ in $(seq 1 300); do [ -S "$sock" ] && break; sleep 0.1; done
 cri() { "$crictl" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" --timeout 60s "$@"; }
@@ -116,6 +126,8 @@ EOF
 	cri start "$ctr" >/dev/null
 	cri stop -t 0 "$ctr" >/dev/null
 	cri rm "$ctr" >/dev/null
+	# The shim's log (the executor's create phases) goes with its stop.
+	cat "$state/shims/$pod/shim.log" >>"$work/shims.log" 2>/dev/null || true
 	cri stopp "$pod" >/dev/null
 	cri rmp "$pod" >/dev/null
 done
@@ -129,6 +141,33 @@ for m in RunPodSandbox CreateContainer StartContainer StopContainer RemoveContai
 	n=$(wc -l <"$work/d")
 	if [ "$n" -gt 0 ]; then printf '%-18s %8s ms (n=%d)\n' "$m" "$(sed -n "$(((n + 1) / 2))p" "$work/d")" "$n"; fi
 done
+echo "== phases skiffd and the shims timed (their \"rpc steps\" and \"create phases\" debug lines), median in ms of $pods"
+# Each line: [rpc=NAME] id=ID phase=DURATION ...; durations as Go prints
+# them. The executor's phases (in the shim) are part of CreateContainer's
+# shim_create.
+cat "$work/skiffd.log" "$work/shims.log" 2>/dev/null | grep -E 'msg="(rpc steps|create phases)"' | awk '
+	function ms(v) {
+		if (v ~ /µs$/) return substr(v, 1, length(v) - 2) / 1000
+		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+		if (v ~ /ns$/) return substr(v, 1, length(v) - 2) / 1e6
+		if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+		return v + 0
+	}
+	{ rpc = "executor-Create"; for (i = 1; i <= NF; i++) if ($i ~ /^rpc=/) rpc = substr($i, 5)
+	  started = 0
+	  for (i = 1; i <= NF; i++) {
+		if ($i ~ /^id=/) { started = 1; continue }
+		if (!started || index($i, "=") == 0) continue
+		split($i, kv, "="); k = rpc " " kv[1]
+		if (!(k in n)) order[++nk] = k
+		v[k, ++n[k]] = ms(kv[2])
+	  } }
+	END { for (j = 1; j <= nk; j++) { k = order[j]; m = n[k]
+		for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (v[k, b] < v[k, a]) { t = v[k, a]; v[k, a] = v[k, b]; v[k, b] = t }
+		printf "%-36s %8.2f\n", k, v[k, int((m + 1) / 2)] } }'
+if [ "$trace" != 1 ]; then
+	exit 0
+fi
 echo "== slow steps of the last pod (strace -f -T: execs, waits, fsyncs, mounts, clones; > 1 ms)"
 last=$(tail -1 "$work/marks")
 awk -v t="$last" '$2 >= t { k = split($NF, a, /[<>]/); if (k >= 2 && a[2] + 0 > 0.001) print }' "$work/strace.txt" |

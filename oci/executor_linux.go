@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/phases"
 )
 
 // Executor creates and manages containers. The zero value is not usable:
@@ -64,6 +65,7 @@ func (e *Executor) dir(id string) (string, error) {
 // its cgroup, with the rootfs pivoted and the process's credentials set,
 // blocked at the start barrier until Start.
 func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c *Container, retErr error) {
+	ph := phases.Start()
 	dir, err := e.dir(id)
 	if err != nil {
 		return nil, err
@@ -237,6 +239,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	if plan.newUser {
 		newUserNS(l.cmd.SysProcAttr, spec.Linux)
 	}
+	ph.Done("prepare")
 	if err := startInit(l.cmd, plan.join); err != nil {
 		return nil, fmt.Errorf("start init of container %q: %w", id, err)
 	}
@@ -259,6 +262,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		undo = append(undo, func() { unix.Kill(pid, unix.SIGKILL) })
 	}
 
+	ph.Done("start_init")
 	if e.NewCgroup != nil && spec.Linux.CgroupsPath != "" {
 		res := spec.Linux.Resources
 		if res == nil {
@@ -288,6 +292,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	if err := e.setProcessLimits(pid, spec.Process); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
+	ph.Done("cgroup")
 	hookState.Pid = pid
 	//lint:ignore SA1019 prestart hooks are still run, as the spec asks
 	runtimeHooks := len(hooks.Prestart)+len(hooks.CreateRuntime) > 0
@@ -318,10 +323,12 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	if err := l.sendConfig(cfg); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
+	ph.Done("send_config")
 	console, err := l.await(ctx, true)
 	if err != nil {
 		return nil, fmt.Errorf("create container %q: %w", id, err)
 	}
+	ph.Done("init_setup")
 	start, _, err := procStartTime(pid)
 	if err != nil {
 		if console != nil {
@@ -352,6 +359,8 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		}
 		return nil, fmt.Errorf("container %q: write state: %w", id, err)
 	}
+	ph.Done("state")
+	ph.Log(ctx, e.logger(), "create phases", slog.String("id", id))
 	return &Container{ID: id, Pid: pid, Console: console, cmd: l.cmd}, nil
 }
 

@@ -156,7 +156,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv := cri.New(cri.Options{
-		Shims:    crishim.New(shimBin, cfg.State, ociRuntimes),
+		Shims:    crishim.New(crishim.Options{Binary: shimBin, StateDir: cfg.State, Runtimes: ociRuntimes, Debug: log.Enabled(ctx, slog.LevelDebug)}),
 		Seccomp:  seccompProfiles{},
 		CDI:      cdi.New(cfg.CDISpecDirs),
 		Images:   images,

@@ -30,6 +30,8 @@ type shims struct {
 	stateDir string
 	// runtimes are the runtime handlers that name an OCI runtime CLI.
 	runtimes map[string]OCIRuntime
+	// debug starts the shims logging debug messages (skiffd's level).
+	debug bool
 }
 
 // OCIRuntime is an external OCI runtime CLI (runc, crun, runsc) that runs
@@ -42,12 +44,23 @@ type OCIRuntime struct {
 	Root string
 }
 
-// New returns the pods' shims, started from the skiff-shim binary, with
-// their files under stateDir. runtimes maps handler names to the OCI
-// runtimes that run their pods' containers; any other handler's pods run
-// on the built-in executor.
-func New(binary, stateDir string, runtimes map[string]OCIRuntime) cri.Shims {
-	return shims{binary: binary, stateDir: stateDir, runtimes: runtimes}
+// Options say how the pods' shims are started.
+type Options struct {
+	// Binary is the skiff-shim executable.
+	Binary string
+	// StateDir holds the shims' files.
+	StateDir string
+	// Runtimes maps handler names to the OCI runtimes that run their pods'
+	// containers; any other handler's pods run on the built-in executor.
+	Runtimes map[string]OCIRuntime
+	// Debug starts the shims logging debug messages, among them the
+	// executor's create phases.
+	Debug bool
+}
+
+// New returns the pods' shims.
+func New(o Options) cri.Shims {
+	return shims{binary: o.Binary, stateDir: o.StateDir, runtimes: o.Runtimes, debug: o.Debug}
 }
 
 func (s shims) dir(podID string) string { return filepath.Join(s.stateDir, "shims", podID) }
@@ -89,10 +102,14 @@ func (s shims) runtimeFor(id string) shim.RuntimeCLI {
 
 // shimArgs are the flags that choose the shim's runtime for handler.
 func (s shims) shimArgs(handler string) []string {
-	if rt, ok := s.runtimes[handler]; ok {
-		return []string{"--runtime-binary", rt.Binary, "--runtime-root", rt.Root}
+	var args []string
+	if s.debug {
+		args = append(args, "--debug")
 	}
-	return []string{"--runtime-root", s.runtimeRoot()}
+	if rt, ok := s.runtimes[handler]; ok {
+		return append(args, "--runtime-binary", rt.Binary, "--runtime-root", rt.Root)
+	}
+	return append(args, "--runtime-root", s.runtimeRoot())
 }
 
 func (s shims) Start(ctx context.Context, podID string, opts cri.ShimOptions) (cri.Shim, error) {

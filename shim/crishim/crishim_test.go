@@ -13,7 +13,7 @@ import (
 
 func TestExitStateFromRecords(t *testing.T) {
 	state := t.TempDir()
-	s := New("/nonexistent/skiff-shim", state, nil).(shims)
+	s := New(Options{Binary: "/nonexistent/skiff-shim", StateDir: state}).(shims)
 	if _, ok := s.ExitState("pod", "none"); ok {
 		t.Fatal("exit state of a container without a record")
 	}
@@ -72,7 +72,7 @@ func mkdir(t *testing.T, dir string) {
 func TestRuntimeHandlerShims(t *testing.T) {
 	state := t.TempDir()
 	runcRoot := filepath.Join(t.TempDir(), "runc")
-	s := New("/usr/bin/skiff-shim", state, map[string]OCIRuntime{"runc": {Binary: "/usr/sbin/runc", Root: runcRoot}}).(shims)
+	s := New(Options{Binary: "/usr/bin/skiff-shim", StateDir: state, Runtimes: map[string]OCIRuntime{"runc": {Binary: "/usr/sbin/runc", Root: runcRoot}}}).(shims)
 	for _, tc := range []struct {
 		handler string
 		want    string
@@ -85,6 +85,11 @@ func TestRuntimeHandlerShims(t *testing.T) {
 		if got := strings.Join(s.shimArgs(tc.handler), " "); got != tc.want {
 			t.Errorf("shim args of handler %q = %q, want %q", tc.handler, got, tc.want)
 		}
+	}
+
+	debug := New(Options{Binary: "/usr/bin/skiff-shim", StateDir: state, Debug: true}).(shims)
+	if got, want := strings.Join(debug.shimArgs(""), " "), "--debug --runtime-root "+filepath.Join(state, "oci"); got != want {
+		t.Errorf("shim args with Debug = %q, want %q", got, want)
 	}
 
 	if cli := s.runtimeFor("c-none"); cli.OCI || cli.Binary != "/usr/bin/skiff-shim" {

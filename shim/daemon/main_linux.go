@@ -155,6 +155,9 @@ func daemonMain(f Flags, newRuntime func(Flags) (Runtime, error)) int {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// The executor logs (warnings, and its phases at debug) through the
+	// default logger.
+	slog.SetDefault(logger)
 	rt, err := newRuntime(f)
 	if err != nil {
 		return fail(err)

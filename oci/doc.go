@@ -5,7 +5,10 @@
 // A container's init is the skiff-shim binary re-executed as "skiff-shim
 // init" (see Init). The parent side (Executor) clones it into the new
 // namespaces the spec asks for, joins the namespaces given by path from a
-// locked, throw-away OS thread, places it in its cgroup, applies rlimits and
+// locked, throw-away OS thread, places it in its cgroup (cloned straight
+// into its cgroup2 directory with clone3's CLONE_INTO_CGROUP where the
+// kernel allows, which spares it a migration; v1 hierarchies are joined by
+// a cgroup.procs write after the clone), applies rlimits and
 // oom_score_adj with prlimit and /proc writes, and hands it its
 // configuration as JSON over an inherited pipe. The init sets up mounts,
 // pivot_root, devices, hostname, sysctls and masked paths, then waits on a

@@ -96,7 +96,12 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 		// Joined only: the other namespaces are the container's.
 		userNSJoin(l, nsenter, 0, 3, 4)
 	}
-	if err := startInit(l.cmd, join); err != nil {
+	cg, err := e.cgroup(st)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %q: cgroup: %w", id, err)
+	}
+	cloned, err := l.start(ctx, e.logger(), join, cg)
+	if err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
 	l.closeChildFiles()
@@ -107,12 +112,8 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 			l.cmd.Wait()
 		}
 	}()
-	cg, err := e.cgroup(st)
-	if err != nil {
-		return nil, fmt.Errorf("exec in container %q: cgroup: %w", id, err)
-	}
 	if cg != nil {
-		if err := cg.Apply(pid); err != nil {
+		if err := joinCgroup(cg, cloned, pid); err != nil {
 			return nil, fmt.Errorf("exec in container %q: join cgroup: %w", id, err)
 		}
 	}

@@ -240,7 +240,32 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		newUserNS(l.cmd.SysProcAttr, spec.Linux)
 	}
 	ph.Done("prepare")
-	if err := startInit(l.cmd, plan.join); err != nil {
+	// The cgroup exists before the init, so that the init can be cloned
+	// straight into it.
+	var cg CgroupManager
+	if e.NewCgroup != nil && spec.Linux.CgroupsPath != "" {
+		res := spec.Linux.Resources
+		if res == nil {
+			res = &specs.LinuxResources{} // non-nil: create, not reopen
+		}
+		if cg, err = e.NewCgroup(spec.Linux.CgroupsPath, res); err != nil {
+			return nil, fmt.Errorf("container %q: cgroup: %w", id, err)
+		}
+		undo = append(undo, func() {
+			// The caller's ctx may be cancelled; undo with a detached one.
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if createHooksMayHaveRun {
+				// A create hook's processes are in the cgroup too, and
+				// outlive the init when the PID namespace is shared.
+				_ = cg.KillAll(dctx, unix.SIGKILL)
+			}
+			cg.Destroy(dctx)
+		})
+	}
+	ph.Done("cgroup")
+	cloned, err := l.start(ctx, e.logger(), plan.join, cg)
+	if err != nil {
 		return nil, fmt.Errorf("start init of container %q: %w", id, err)
 	}
 	l.closeChildFiles()
@@ -263,28 +288,9 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	}
 
 	ph.Done("start_init")
-	if e.NewCgroup != nil && spec.Linux.CgroupsPath != "" {
-		res := spec.Linux.Resources
-		if res == nil {
-			res = &specs.LinuxResources{} // non-nil: create, not reopen
-		}
-		cg, err := e.NewCgroup(spec.Linux.CgroupsPath, res)
-		if err != nil {
-			return nil, fmt.Errorf("container %q: cgroup: %w", id, err)
-		}
-		undo = append(undo, func() {
-			// The caller's ctx may be cancelled; undo with a detached one.
-			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if createHooksMayHaveRun {
-				// A create hook's processes are in the cgroup too, and
-				// outlive the init when the PID namespace is shared.
-				_ = cg.KillAll(dctx, unix.SIGKILL)
-			}
-			cg.Destroy(dctx)
-		})
+	if cg != nil {
 		for _, p := range pids {
-			if err := cg.Apply(p); err != nil {
+			if err := joinCgroup(cg, cloned, p); err != nil {
 				return nil, fmt.Errorf("container %q: join cgroup: %w", id, err)
 			}
 		}
@@ -292,7 +298,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	if err := e.setProcessLimits(pid, spec.Process); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
-	ph.Done("cgroup")
+	ph.Done("join")
 	hookState.Pid = pid
 	//lint:ignore SA1019 prestart hooks are still run, as the spec asks
 	runtimeHooks := len(hooks.Prestart)+len(hooks.CreateRuntime) > 0

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -91,6 +92,49 @@ func (l *launch) close() {
 	l.closeChildFiles()
 	l.cfgW.Close()
 	l.sync.Close()
+}
+
+// start starts the init (see startInit) in cgroup cg, if not nil: cloned
+// straight into it (clone3 with CLONE_INTO_CGROUP, Linux 5.7) when cg is a
+// cgroupCloneTarget, which spares the kernel a migration, and otherwise, or
+// when the kernel refuses the clone (an older kernel, a seccomp filter
+// without clone3), started outside it. It reports whether the init was
+// cloned into cg; joinCgroup then completes its membership.
+func (l *launch) start(ctx context.Context, log *slog.Logger, join []nsJoin, cg CgroupManager) (cloned bool, err error) {
+	if t, ok := cg.(cgroupCloneTarget); ok {
+		dir, err := t.OpenCloneTarget()
+		if err != nil {
+			return false, err
+		}
+		if dir != nil {
+			defer dir.Close()
+			// A copy: a Cmd cannot be started twice, even after a failed
+			// Start.
+			attr := *l.cmd.SysProcAttr
+			attr.UseCgroupFD, attr.CgroupFD = true, int(dir.Fd())
+			c := &exec.Cmd{
+				Path: l.cmd.Path, Args: l.cmd.Args, Env: l.cmd.Env, Dir: l.cmd.Dir,
+				Stdin: l.cmd.Stdin, Stdout: l.cmd.Stdout, Stderr: l.cmd.Stderr,
+				ExtraFiles: l.cmd.ExtraFiles, SysProcAttr: &attr,
+			}
+			err := startInit(c, join)
+			if err == nil {
+				l.cmd = c
+				return true, nil
+			}
+			log.DebugContext(ctx, "clone into cgroup refused, starting the init outside it", "cgroup", dir.Name(), "err", err)
+		}
+	}
+	return false, startInit(l.cmd, join)
+}
+
+// joinCgroup moves pid into cg, or, when start cloned it into cg's clone
+// target, into cg's other hierarchies.
+func joinCgroup(cg CgroupManager, cloned bool, pid int) error {
+	if cloned {
+		return cg.(cgroupCloneTarget).ApplyCloned(pid)
+	}
+	return cg.Apply(pid)
 }
 
 // sendConfig writes the init's configuration and closes the pipe.

@@ -27,6 +27,18 @@ type CgroupManager interface {
 	Destroy(ctx context.Context) error
 }
 
+// cgroupCloneTarget is a CgroupManager whose processes can be cloned
+// straight into it (clone3 with CLONE_INTO_CGROUP, cgroup2), which spares
+// the kernel a migration (see launch.start).
+type cgroupCloneTarget interface {
+	// OpenCloneTarget opens the cgroup2 directory to clone into; nil
+	// when there is none.
+	OpenCloneTarget() (*os.File, error)
+	// ApplyCloned moves a process cloned into that directory into the
+	// cgroup's other hierarchies (v1 ones, on a hybrid host).
+	ApplyCloned(pid int) error
+}
+
 // CgroupFactory opens the cgroup at path, the runtime-spec's
 // linux.cgroupsPath. With res it creates the cgroup and applies the limits
 // (before any process joins: v1 cpusets must be set first); with nil res it

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -18,12 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiffcri/skiff/errdefs"
+	"github.com/skiffcri/skiff/internal/phases"
 	"github.com/skiffcri/skiff/internal/signame"
 	"github.com/skiffcri/skiff/oci"
 	"github.com/skiffcri/skiff/shim"
 )
 
-const runtimeUsage = `usage: skiff-shim runtime [--root DIR] COMMAND ...
+const runtimeUsage = `usage: skiff-shim runtime [--root DIR] [--debug] COMMAND ...
 
 commands:
   create --bundle DIR [--console-socket PATH] [--pid-file FILE] ID
@@ -38,6 +40,9 @@ commands:
                              after its shim died); a missing cgroup is no error
   features                   what this executor supports, as runtime-spec features JSON
 
+--debug logs debug messages to stderr, among them the executor's create
+phases and, for run, the time of each of its steps.
+
 Commands other than run and exec exit with 3 when the container does not
 exist, 1 on other errors, 2 on usage errors.
 `
@@ -47,6 +52,7 @@ exist, 1 on other errors, 2 on usage errors.
 func runtimeMain(args []string) int {
 	fs := flag.NewFlagSet("runtime", flag.ContinueOnError)
 	root := fs.String("root", "/run/skiff/runtime", "state directory")
+	debug := fs.Bool("debug", false, "log debug messages to stderr")
 	fs.Usage = func() { fmt.Fprint(os.Stderr, runtimeUsage) }
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -55,7 +61,11 @@ func runtimeMain(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	e := &oci.Executor{StateDir: *root, NewCgroup: oci.Cgroupfs}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *debug {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	e := &oci.Executor{StateDir: *root, NewCgroup: oci.Cgroupfs, Logger: log}
 	ctx := context.Background()
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	var code int
@@ -96,7 +106,7 @@ func runtimeMain(args []string) int {
 		enc.SetIndent("", "  ")
 		err = enc.Encode(e.Features())
 	case "run":
-		code, err = cliRun(ctx, e, rest)
+		code, err = cliRun(ctx, e, log, rest)
 	case "exec":
 		code, err = cliExec(ctx, e, rest)
 	default:
@@ -213,7 +223,8 @@ func cliKill(ctx context.Context, e *oci.Executor, args []string) error {
 	return e.Kill(ctx, fs.Arg(0), sig, *all)
 }
 
-func cliRun(ctx context.Context, e *oci.Executor, args []string) (int, error) {
+func cliRun(ctx context.Context, e *oci.Executor, log *slog.Logger, args []string) (int, error) {
+	ph := phases.Start()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	bundle := fs.String("bundle", ".", "bundle directory")
 	if err := fs.Parse(args); err != nil {
@@ -227,11 +238,17 @@ func cliRun(ctx context.Context, e *oci.Executor, args []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	ph.Done("load")
 	c, err := e.Create(ctx, id, b, oci.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 	if err != nil {
 		return 0, err
 	}
-	defer e.Delete(context.Background(), id, true)
+	ph.Done("create")
+	defer func() {
+		e.Delete(context.Background(), id, true)
+		ph.Done("delete")
+		ph.Log(ctx, log, "run phases", slog.String("id", id))
+	}()
 	if c.Console != nil {
 		defer c.Console.Close()
 		go io.Copy(c.Console, os.Stdin)
@@ -249,10 +266,12 @@ func cliRun(ctx context.Context, e *oci.Executor, args []string) (int, error) {
 	if err := e.Start(ctx, id); err != nil {
 		return 0, err
 	}
+	ph.Done("start")
 	st, err := c.Wait()
 	if err != nil {
 		return 0, err
 	}
+	ph.Done("wait")
 	return st.Code, nil
 }
 

@@ -37,8 +37,8 @@ func busyboxRootfs(dir string) error {
 	return nil
 }
 
-// makeBundle writes runc's default spec with /bin/true as the process, so
-// both runtimes run exactly the same bundle.
+// makeBundle writes runc's default spec with /bin/true as the process and
+// a cgroup, so both runtimes run exactly the same bundle.
 func makeBundle(ctx context.Context, dir string) error {
 	if err := busyboxRootfs(filepath.Join(dir, "rootfs")); err != nil {
 		return err
@@ -58,6 +58,9 @@ func makeBundle(ctx context.Context, dir string) error {
 	proc := spec["process"].(map[string]any)
 	proc["args"] = []string{"/bin/true"}
 	proc["terminal"] = false
+	// A cgroup for both: runc makes one (/<id>) when the spec names none,
+	// Skiff's executor none, and the kubelet always names one.
+	spec["linux"].(map[string]any)["cgroupsPath"] = "/skiff-bench-exec"
 	out, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
 		return err

@@ -366,3 +366,64 @@ func TestDeviceProgram(t *testing.T) {
 		}
 	}
 }
+
+// TestFakeCloneTarget: the clone target is the cgroup2 directory in both
+// layouts, and ApplyCloned writes every other hierarchy's cgroup.procs: all
+// the v1 ones on a hybrid host, none on a v2 host, where a process cloned
+// into the cgroup is thus placed without one migration.
+func TestFakeCloneTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		layout func(*testing.T) *Layout
+	}{
+		{"v2", fakeV2},
+		{"hybrid", fakeV1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := tc.layout(t)
+			m, err := l.New("kubepods/pod1/ctr1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := m.OpenCloneTarget()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f == nil {
+				t.Fatal("no clone target")
+			}
+			defer f.Close()
+			if f.Name() != m.Path("") {
+				t.Errorf("clone target %s, want the cgroup2 directory %s", f.Name(), m.Path(""))
+			}
+			if err := m.ApplyCloned(77); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(m.Path(""), "cgroup.procs")); err == nil {
+				if got := readFile(t, filepath.Join(m.Path(""), "cgroup.procs")); got != "" {
+					t.Errorf("cgroup2 cgroup.procs written (%q): the clone placed the process there", got)
+				}
+			}
+			for c, d := range m.v1 {
+				if got := readFile(t, filepath.Join(d, "cgroup.procs")); got != "77" {
+					t.Errorf("%s cgroup.procs = %q, want 77", c, got)
+				}
+			}
+			if err := m.ApplyCloned(0); !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Errorf("ApplyCloned(0) = %v, want InvalidArgument", err)
+			}
+		})
+	}
+	t.Run("no cgroup2", func(t *testing.T) {
+		l := fakeV1(t)
+		l.Unified = ""
+		m, err := l.New("pod2/ctr2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := m.OpenCloneTarget()
+		if f != nil || err != nil {
+			t.Errorf("OpenCloneTarget() = %v, %v; want none without a cgroup2 hierarchy", f, err)
+		}
+	})
+}

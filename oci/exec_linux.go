@@ -86,6 +86,24 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 		return nil, errdefs.FailedPrecondition("container %q is not running", id)
 	}
 
+	cg, err := e.cgroup(st)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %q: cgroup: %w", id, err)
+	}
+	// The process moves itself into the v1 hierarchies (see Create).
+	var selfV1 bool
+	var taskFDs []int
+	if cg != nil && userns == nil {
+		var tasks []*os.File
+		if tasks, selfV1, err = openTaskFiles(cg); err != nil {
+			return nil, fmt.Errorf("exec in container %q: cgroup: %w", id, err)
+		}
+		defer closeFiles(tasks)
+		for _, f := range tasks {
+			taskFDs = append(taskFDs, 3+len(extra)+2)
+			extra = append(extra, f)
+		}
+	}
 	l, err := e.newLaunch(stdio, p.Terminal, extra...)
 	if err != nil {
 		return nil, err
@@ -95,10 +113,6 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 	if userns != nil {
 		// Joined only: the other namespaces are the container's.
 		userNSJoin(l, nsenter, 0, 3, 4)
-	}
-	cg, err := e.cgroup(st)
-	if err != nil {
-		return nil, fmt.Errorf("exec in container %q: cgroup: %w", id, err)
 	}
 	cloned, err := l.start(ctx, e.logger(), join, cg)
 	if err != nil {
@@ -112,15 +126,22 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 			l.cmd.Wait()
 		}
 	}()
+	if err := l.sendConfig(&initConfig{Exec: true, Spec: &spec, Process: &proc2, TaskFDs: taskFDs}); err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	// While the exec init reads its config and joins the mount namespace.
 	if cg != nil {
-		if err := joinCgroup(cg, cloned, pid); err != nil {
+		if err := joinCgroup(cg, cloned, selfV1, pid); err != nil {
 			return nil, fmt.Errorf("exec in container %q: join cgroup: %w", id, err)
 		}
+	}
+	if err := l.awaitConfigured(ctx); err != nil {
+		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
 	if err := e.setProcessLimits(pid, &proc2); err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
-	if err := l.sendConfig(&initConfig{Exec: true, Spec: &spec, Process: &proc2}); err != nil {
+	if err := l.sendJoined(); err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
 	console, err := l.await(ctx, false)

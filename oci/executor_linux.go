@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -223,25 +224,9 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		resultIdx = 2 + len(extra)
 		extra = append(extra, result)
 	}
-	l, err := e.newLaunch(stdio, spec.Process.Terminal, extra...)
-	if err != nil {
-		return nil, err
-	}
-	defer l.close()
-	l.addEnvFD(envFifoFD, 2)
-	if resultIdx >= 0 {
-		l.addEnvFD(envResultFD, resultIdx)
-	}
-	l.cmd.SysProcAttr.Cloneflags = plan.cloneFlags
-	if plan.joinUser != "" {
-		userNSJoin(l, nsenter, plan.unshare, 3, 4)
-	}
-	if plan.newUser {
-		newUserNS(l.cmd.SysProcAttr, spec.Linux)
-	}
 	ph.Done("prepare")
 	// The cgroup exists before the init, so that the init can be cloned
-	// straight into it.
+	// straight into it and move its thread into the v1 hierarchies.
 	var cg CgroupManager
 	if e.NewCgroup != nil && spec.Linux.CgroupsPath != "" {
 		res := spec.Linux.Resources
@@ -263,7 +248,39 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 			cg.Destroy(dctx)
 		})
 	}
+	// selfV1: the init moves itself into the v1 hierarchies, except when
+	// it joins a user namespace: the pre-runtime stage that stays its
+	// parent belongs in the cgroup too.
+	var selfV1 bool
+	var taskFDs []int
+	if cg != nil && plan.joinUser == "" {
+		var tasks []*os.File
+		if tasks, selfV1, err = openTaskFiles(cg); err != nil {
+			return nil, fmt.Errorf("container %q: cgroup: %w", id, err)
+		}
+		defer closeFiles(tasks)
+		for _, f := range tasks {
+			taskFDs = append(taskFDs, 3+len(extra)+2)
+			extra = append(extra, f)
+		}
+	}
 	ph.Done("cgroup")
+	l, err := e.newLaunch(stdio, spec.Process.Terminal, extra...)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	l.addEnvFD(envFifoFD, 2)
+	if resultIdx >= 0 {
+		l.addEnvFD(envResultFD, resultIdx)
+	}
+	l.cmd.SysProcAttr.Cloneflags = plan.cloneFlags
+	if plan.joinUser != "" {
+		userNSJoin(l, nsenter, plan.unshare, 3, 4)
+	}
+	if plan.newUser {
+		newUserNS(l.cmd.SysProcAttr, spec.Linux)
+	}
 	cloned, err := l.start(ctx, e.logger(), plan.join, cg)
 	if err != nil {
 		return nil, fmt.Errorf("start init of container %q: %w", id, err)
@@ -288,17 +305,6 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 	}
 
 	ph.Done("start_init")
-	if cg != nil {
-		for _, p := range pids {
-			if err := joinCgroup(cg, cloned, p); err != nil {
-				return nil, fmt.Errorf("container %q: join cgroup: %w", id, err)
-			}
-		}
-	}
-	if err := e.setProcessLimits(pid, spec.Process); err != nil {
-		return nil, fmt.Errorf("container %q: %w", id, err)
-	}
-	ph.Done("join")
 	hookState.Pid = pid
 	//lint:ignore SA1019 prestart hooks are still run, as the spec asks
 	runtimeHooks := len(hooks.Prestart)+len(hooks.CreateRuntime) > 0
@@ -311,6 +317,7 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		NewCgroupNS:  plan.newCgroup,
 		NewNetNS:     plan.newNet,
 		MountFDs:     mountFDs,
+		TaskFDs:      taskFDs,
 		RuntimeHooks: runtimeHooks,
 		HookState:    hookState,
 	}
@@ -330,40 +337,69 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
 	ph.Done("send_config")
+	// The state is written while the init sets itself up; waitState
+	// runs first of the undos, before the state directory goes.
+	stateDone := make(chan error, 1)
+	go func() {
+		start, _, err := procStartTime(pid)
+		if err != nil {
+			stateDone <- fmt.Errorf("container %q: read init start time: %w", id, err)
+			return
+		}
+		st := &State{
+			State: specs.State{
+				Version:     specs.Version,
+				ID:          id,
+				Status:      StatusCreated,
+				Pid:         pid,
+				Bundle:      bundle,
+				Annotations: spec.Annotations,
+			},
+			Created:       time.Now().UTC(),
+			InitStartTime: start,
+			Rootfs:        rootfs,
+			CgroupsPath:   spec.Linux.CgroupsPath,
+			SharedPidNS:   plan.joinPid,
+			Hooks:         hasHooks(spec.Hooks),
+			StartResult:   startResult,
+		}
+		if err := writeState(dir, st); err != nil {
+			stateDone <- fmt.Errorf("container %q: write state: %w", id, err)
+			return
+		}
+		stateDone <- nil
+	}()
+	waitState := sync.OnceValue(func() error { return <-stateDone })
+	undo = append(undo, func() { waitState() })
+	// While the init sets itself up, up to its first step that needs
+	// them (see cgroupBarrier).
+	if cg != nil {
+		for _, p := range pids {
+			if err := joinCgroup(cg, cloned, selfV1, p); err != nil {
+				return nil, fmt.Errorf("container %q: join cgroup: %w", id, err)
+			}
+		}
+	}
+	if err := l.awaitConfigured(ctx); err != nil {
+		return nil, fmt.Errorf("container %q: %w", id, err)
+	}
+	if err := e.setProcessLimits(pid, spec.Process); err != nil {
+		return nil, fmt.Errorf("container %q: %w", id, err)
+	}
+	if err := l.sendJoined(); err != nil {
+		return nil, fmt.Errorf("container %q: %w", id, err)
+	}
+	ph.Done("join")
 	console, err := l.await(ctx, true)
 	if err != nil {
 		return nil, fmt.Errorf("create container %q: %w", id, err)
 	}
 	ph.Done("init_setup")
-	start, _, err := procStartTime(pid)
-	if err != nil {
+	if err := waitState(); err != nil {
 		if console != nil {
 			console.Close()
 		}
-		return nil, fmt.Errorf("container %q: read init start time: %w", id, err)
-	}
-	st := &State{
-		State: specs.State{
-			Version:     specs.Version,
-			ID:          id,
-			Status:      StatusCreated,
-			Pid:         pid,
-			Bundle:      bundle,
-			Annotations: spec.Annotations,
-		},
-		Created:       time.Now().UTC(),
-		InitStartTime: start,
-		Rootfs:        rootfs,
-		CgroupsPath:   spec.Linux.CgroupsPath,
-		SharedPidNS:   plan.joinPid,
-		Hooks:         hasHooks(spec.Hooks),
-		StartResult:   startResult,
-	}
-	if err := writeState(dir, st); err != nil {
-		if console != nil {
-			console.Close()
-		}
-		return nil, fmt.Errorf("container %q: write state: %w", id, err)
+		return nil, err
 	}
 	ph.Done("state")
 	ph.Log(ctx, e.logger(), "create phases", slog.String("id", id))

@@ -87,6 +87,17 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 	if cfg.Process == nil || cfg.Spec == nil || cfg.Spec.Linux == nil {
 		return errors.New("init config without process or linux spec")
 	}
+	for _, fd := range cfg.TaskFDs {
+		// This thread, the one that will execve, moves itself.
+		_, err := unix.Write(fd, []byte("0"))
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("move into the container's cgroup: %w", err)
+		}
+	}
+	if err := sendSync(syncFD, syncMsg{Type: msgConfigured}, -1); err != nil {
+		return err
+	}
 	fifoFD, mntFD, resultFD := -1, -1, -1
 	if cfg.Exec {
 		mntFD, err = envFD(envMountNS)
@@ -108,20 +119,20 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 		os.Unsetenv(name)
 	}
 	if cfg.Exec {
-		return runExecInit(opts, syncFD, mntFD, &cfg)
+		return runExecInit(opts, syncFD, mntFD, &cfg, cgroupBarrier(syncFD, false))
 	}
 	spec := cfg.Spec
-	if cfg.NewCgroupNS {
-		// The parent placed us in the container's cgroup before sending
-		// the config, so the new namespace is rooted there.
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("unshare cgroup namespace: %w", err)
-		}
-	}
 	if !cfg.NewMountNS {
 		return errors.New("the executor needs a new mount namespace")
 	}
-	if err := setupRootfs(&cfg, func() error { return createHooks(syncFD, &cfg) }); err != nil {
+	inCgroup := cgroupBarrier(syncFD, cfg.NewCgroupNS)
+	hooks := func() error {
+		if err := inCgroup(); err != nil {
+			return err
+		}
+		return createHooks(syncFD, &cfg)
+	}
+	if err := setupRootfs(&cfg, inCgroup, hooks); err != nil {
 		return err
 	}
 	if cfg.NewUTSNS {
@@ -155,7 +166,35 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 			return err
 		}
 	}
-	return finalize(opts, &cfg, syncFD, fifoFD, resultFD, ready)
+	return finalize(opts, &cfg, syncFD, fifoFD, resultFD, ready, inCgroup)
+}
+
+// cgroupBarrier returns the function that waits, the first time it is
+// called, until the parent has put the init in its cgroup and set its
+// limits ("joined"), then unshares a new cgroup namespace (newNS), which is
+// thus rooted at that cgroup. The parent does that while the init sets
+// itself up: on a cgroup v1 host its cgroup.procs writes can wait 10 ms for
+// the kernel. The init calls it before the first step that needs its
+// cgroup (a cgroup mount, device nodes, the create hooks, whose processes
+// belong in it) and at the latest before the process's credentials.
+func cgroupBarrier(syncFD int, newNS bool) func() error {
+	var done bool
+	var err error
+	return func() error {
+		if done {
+			return err
+		}
+		done = true
+		if err = awaitParent(syncFD, msgJoined, "wait to be placed in the cgroup"); err != nil {
+			return err
+		}
+		if newNS {
+			if uerr := unix.Unshare(unix.CLONE_NEWCGROUP); uerr != nil {
+				err = fmt.Errorf("unshare cgroup namespace: %w", uerr)
+			}
+		}
+		return err
+	}
 }
 
 // createHooks runs, before pivot_root, the create hooks: the parent's
@@ -168,20 +207,8 @@ func createHooks(syncFD int, cfg *initConfig) error {
 		if err := sendSync(syncFD, syncMsg{Type: msgHooks}, -1); err != nil {
 			return err
 		}
-		buf := make([]byte, 4096)
-		for {
-			n, err := unix.Read(syncFD, buf)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("wait for the runtime's hooks: %w", err)
-			}
-			var m syncMsg
-			if n == 0 || json.Unmarshal(buf[:n], &m) != nil || m.Type != msgResume {
-				return errors.New("wait for the runtime's hooks: the runtime gave up")
-			}
-			break
+		if err := awaitParent(syncFD, msgResume, "wait for the runtime's hooks"); err != nil {
+			return err
 		}
 	}
 	if h := cfg.Spec.Hooks; h != nil && len(h.CreateContainer) > 0 {
@@ -200,7 +227,7 @@ func createHooks(syncFD int, cfg *initConfig) error {
 // already joined the container's pid, net, ipc, uts and cgroup namespaces
 // before cloning us; the mount namespace is joined here because the init
 // binary had to be resolved on the host first.
-func runExecInit(opts InitOptions, syncFD, mntFD int, cfg *initConfig) error {
+func runExecInit(opts InitOptions, syncFD, mntFD int, cfg *initConfig, inCgroup func() error) error {
 	// setns(CLONE_NEWNS) refuses a thread that shares its fs_struct, which
 	// every Go thread does.
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
@@ -216,7 +243,7 @@ func runExecInit(opts InitOptions, syncFD, mntFD int, cfg *initConfig) error {
 		}
 	}
 	ready := false
-	return finalize(opts, cfg, syncFD, -1, -1, &ready)
+	return finalize(opts, cfg, syncFD, -1, -1, &ready, inCgroup)
 }
 
 // finalize switches to the process's credentials on this thread, waits on
@@ -225,7 +252,7 @@ func runExecInit(opts InitOptions, syncFD, mntFD int, cfg *initConfig) error {
 // the permitted set across setresuid; capset then restores the effective
 // set; no_new_privs and seccomp come last. Without no_new_privs, loading a
 // filter needs CAP_SYS_ADMIN, so it is loaded before the user switch.
-func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD, resultFD int, ready *bool) error {
+func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD, resultFD int, ready *bool, inCgroup func() error) error {
 	p := cfg.Process
 	var seccomp *specs.LinuxSeccomp
 	if cfg.Spec.Linux != nil {
@@ -240,6 +267,10 @@ func finalize(opts InitOptions, cfg *initConfig, syncFD, fifoFD, resultFD int, r
 		if installSeccomp, err = opts.PrepareSeccomp(seccomp); err != nil {
 			return fmt.Errorf("compile seccomp profile: %w", err)
 		}
+	}
+	// What follows is the process's own: it runs in the cgroup.
+	if err := inCgroup(); err != nil {
+		return err
 	}
 	cwd := p.Cwd
 	if cwd == "" {

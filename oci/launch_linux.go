@@ -95,14 +95,15 @@ func (l *launch) close() {
 }
 
 // start starts the init (see startInit) in cgroup cg, if not nil: cloned
-// straight into it (clone3 with CLONE_INTO_CGROUP, Linux 5.7) when cg is a
-// cgroupCloneTarget, which spares the kernel a migration, and otherwise, or
-// when the kernel refuses the clone (an older kernel, a seccomp filter
-// without clone3), started outside it. It reports whether the init was
-// cloned into cg; joinCgroup then completes its membership.
+// straight into its cgroup2 directory (clone3 with CLONE_INTO_CGROUP,
+// Linux 5.7) when cg is a cgroupJoiner, which spares the kernel a
+// migration, and otherwise, or when the kernel refuses the clone (an older
+// kernel, a seccomp filter without clone3), started outside it. It reports
+// whether the init was cloned into cg; joinCgroup then completes its
+// membership.
 func (l *launch) start(ctx context.Context, log *slog.Logger, join []nsJoin, cg CgroupManager) (cloned bool, err error) {
-	if t, ok := cg.(cgroupCloneTarget); ok {
-		dir, err := t.OpenCloneTarget()
+	if j, ok := cg.(cgroupJoiner); ok {
+		dir, err := j.OpenCloneTarget()
 		if err != nil {
 			return false, err
 		}
@@ -128,13 +129,33 @@ func (l *launch) start(ctx context.Context, log *slog.Logger, join []nsJoin, cg 
 	return false, startInit(l.cmd, join)
 }
 
-// joinCgroup moves pid into cg, or, when start cloned it into cg's clone
-// target, into cg's other hierarchies.
-func joinCgroup(cg CgroupManager, cloned bool, pid int) error {
-	if cloned {
-		return cg.(cgroupCloneTarget).ApplyCloned(pid)
+// openTaskFiles opens cg's v1 task files for an init that moves itself
+// into them (see initConfig.TaskFDs); ok is false when cg cannot be joined
+// so, and its v1 hierarchies are then the parent's to join.
+func openTaskFiles(cg CgroupManager) (files []*os.File, ok bool, err error) {
+	j, ok := cg.(cgroupJoiner)
+	if !ok {
+		return nil, false, nil
 	}
-	return cg.Apply(pid)
+	files, err = j.OpenTaskFiles()
+	return files, err == nil, err
+}
+
+// joinCgroup moves pid into the parts of cg it is not in yet: the cgroup2
+// directory unless start cloned it there, the v1 hierarchies unless the
+// init moves itself (selfV1).
+func joinCgroup(cg CgroupManager, cloned, selfV1 bool, pid int) error {
+	j, ok := cg.(cgroupJoiner)
+	switch {
+	case !ok || !cloned && !selfV1:
+		return cg.Apply(pid)
+	case cloned && selfV1:
+		return nil
+	case cloned:
+		return j.ApplyV1(pid)
+	default:
+		return j.ApplyUnified(pid)
+	}
 }
 
 // sendConfig writes the init's configuration and closes the pipe.
@@ -143,6 +164,49 @@ func (l *launch) sendConfig(cfg *initConfig) error {
 	l.cfgW.Close()
 	if err != nil {
 		return fmt.Errorf("send init config: %w", err)
+	}
+	return nil
+}
+
+// awaitConfigured waits until the init has read its config
+// (msgConfigured): its Go runtime, which raises its own RLIMIT_NOFILE soft
+// limit at start, is then up, and the process's rlimits may be set.
+func (l *launch) awaitConfigured(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { l.sync.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, 64<<10)
+	n, err := l.sync.Read(buf)
+	if errors.Is(err, io.EOF) {
+		n, err = 0, nil
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("read from init: %w", err)
+	}
+	if n == 0 {
+		return errors.New("init exited before reading its config")
+	}
+	var m syncMsg
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		return fmt.Errorf("bad message from init: %w", err)
+	}
+	switch m.Type {
+	case msgConfigured:
+		return nil
+	case msgError:
+		return errors.New(m.Error)
+	}
+	return fmt.Errorf("message %q from init before %q", m.Type, msgConfigured)
+}
+
+// sendJoined tells the init it is in its cgroup, with its limits set (see
+// cgroupBarrier).
+func (l *launch) sendJoined() error {
+	b, _ := json.Marshal(syncMsg{Type: msgJoined})
+	if _, err := l.sync.Write(b); err != nil {
+		return fmt.Errorf("tell the init it joined its cgroup: %w", err)
 	}
 	return nil
 }

@@ -44,10 +44,12 @@ var defaultDevSymlinks = [][2]string{
 }
 
 // setupRootfs prepares the container's mount tree and pivots into it.
+// inCgroup waits until the init is in its cgroup (see cgroupBarrier); it is
+// called before the first cgroup mount and before the spec's device nodes.
 // beforePivot, when not nil, runs once the mounts and devices are made,
 // before pivot_root (the create hooks). Runs in the container's new mount
 // namespace.
-func setupRootfs(cfg *initConfig, beforePivot func() error) error {
+func setupRootfs(cfg *initConfig, inCgroup, beforePivot func() error) error {
 	spec := cfg.Spec
 	rootfs, err := filepath.EvalSymlinks(cfg.Rootfs)
 	if errors.Is(err, unix.EACCES) {
@@ -80,19 +82,32 @@ func setupRootfs(cfg *initConfig, beforePivot func() error) error {
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return mountError(rootfs, rootfs, "bind", err)
 	}
-	cgroupHost, err := readCgroupHost(spec.Mounts, cfg.NewCgroupNS)
-	if err != nil {
-		return err
-	}
 	if cfg.MountFDs != nil && len(cfg.MountFDs) != len(spec.Mounts) {
 		return fmt.Errorf("%d mount fds for %d mounts", len(cfg.MountFDs), len(spec.Mounts))
 	}
+	// Read at the first cgroup mount, once the init is in its cgroup
+	// (and cgroup namespace).
+	var cgroupHost *cgroupHost
 	for i, m := range spec.Mounts {
+		if (m.Type == "cgroup" || m.Type == "cgroup2") && cgroupHost == nil {
+			if err := inCgroup(); err != nil {
+				return err
+			}
+			if cgroupHost, err = readCgroupHost(spec.Mounts, cfg.NewCgroupNS); err != nil {
+				return err
+			}
+		}
 		src := -1
 		if cfg.MountFDs != nil {
 			src = cfg.MountFDs[i]
 		}
 		if err := mountEntry(rootfs, m, src, cgroupHost); err != nil {
+			return err
+		}
+	}
+	if spec.Linux != nil && len(spec.Linux.Devices) > 0 {
+		// A v1 devices cgroup decides which nodes mknod may make.
+		if err := inCgroup(); err != nil {
 			return err
 		}
 	}

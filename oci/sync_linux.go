@@ -43,6 +43,12 @@ type initConfig struct {
 	// other mounts). Set for containers in a user namespace, whose init
 	// cannot reach or idmap the sources itself.
 	MountFDs []int `json:"mountFDs,omitempty"`
+	// TaskFDs are the v1 hierarchies' "tasks" files of the container's
+	// cgroup, opened by the parent: the init writes "0" to each, first
+	// thing, which moves its main thread (the one that will execve) into
+	// the cgroup without the kernel's migration lock. Its other threads
+	// end at execve.
+	TaskFDs []int `json:"taskFDs,omitempty"`
 	// RuntimeHooks makes the init stop before pivot_root and ask the
 	// parent (msgHooks) to run the prestart and createRuntime hooks, and
 	// wait for msgResume.
@@ -55,8 +61,13 @@ type initConfig struct {
 
 // syncMsg goes from the init to the parent. "pty" carries the pty master
 // as SCM_RIGHTS; "ready" ends a create; "error" carries the failure;
-// "hooks" asks the parent to run the runtime-namespace create hooks, and
-// the parent answers "resume" (the one message that goes the other way).
+// "hooks" asks the parent to run the runtime-namespace create hooks;
+// "configured" says the init read its config, so its Go runtime is up and
+// done with its own rlimit changes, and the parent may set the process's
+// rlimits (it waits for it, see launch.awaitConfigured). Two
+// go the other way: "joined", sent once after the config, when the parent
+// has put the init in its cgroup and set its limits, and "resume", the
+// answer to "hooks".
 type syncMsg struct {
 	Type  string `json:"type"`
 	Error string `json:"error,omitempty"`
@@ -71,7 +82,30 @@ const (
 	msgPty    = "pty"
 	msgHooks  = "hooks"
 	msgResume = "resume"
+	msgJoined = "joined"
+	// msgConfigured: see syncMsg.
+	msgConfigured = "configured"
 )
+
+// awaitParent reads the parent's next message on the seqpacket socket fd
+// and fails unless it is of type want; what names the wait in errors.
+func awaitParent(fd int, want, what string) error {
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		var m syncMsg
+		if n == 0 || json.Unmarshal(buf[:n], &m) != nil || m.Type != want {
+			return fmt.Errorf("%s: the runtime gave up", what)
+		}
+		return nil
+	}
+}
 
 // sendSync writes one message (and optionally one fd) on the seqpacket
 // socket fd.

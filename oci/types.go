@@ -27,16 +27,21 @@ type CgroupManager interface {
 	Destroy(ctx context.Context) error
 }
 
-// cgroupCloneTarget is a CgroupManager whose processes can be cloned
-// straight into it (clone3 with CLONE_INTO_CGROUP, cgroup2), which spares
-// the kernel a migration (see launch.start).
-type cgroupCloneTarget interface {
+// cgroupJoiner is a CgroupManager that a process can join in parts, which
+// spares the kernel the migration lock of a cgroup.procs write (see
+// launch.start and cgroupBarrier): cloned into its cgroup2 directory, and
+// moving its own thread into the v1 hierarchies.
+type cgroupJoiner interface {
 	// OpenCloneTarget opens the cgroup2 directory to clone into; nil
 	// when there is none.
 	OpenCloneTarget() (*os.File, error)
-	// ApplyCloned moves a process cloned into that directory into the
-	// cgroup's other hierarchies (v1 ones, on a hybrid host).
-	ApplyCloned(pid int) error
+	// OpenTaskFiles opens the v1 hierarchies' files a thread moves itself
+	// with, by writing "0"; none on a cgroup v2 host.
+	OpenTaskFiles() ([]*os.File, error)
+	// ApplyV1 and ApplyUnified move a process into the v1 hierarchies or
+	// the cgroup2 directory only.
+	ApplyV1(pid int) error
+	ApplyUnified(pid int) error
 }
 
 // CgroupFactory opens the cgroup at path, the runtime-spec's

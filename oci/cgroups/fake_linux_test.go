@@ -367,11 +367,12 @@ func TestDeviceProgram(t *testing.T) {
 	}
 }
 
-// TestFakeCloneTarget: the clone target is the cgroup2 directory in both
-// layouts, and ApplyCloned writes every other hierarchy's cgroup.procs: all
-// the v1 ones on a hybrid host, none on a v2 host, where a process cloned
-// into the cgroup is thus placed without one migration.
-func TestFakeCloneTarget(t *testing.T) {
+// TestFakeJoinParts: a process joins a cgroup in parts, each without the
+// kernel's migration lock where it can: cloned into the cgroup2 directory
+// (the clone target), its thread moving itself into the v1 hierarchies
+// through the tasks files, and ApplyV1 and ApplyUnified for the rest, each
+// writing only its own hierarchies' cgroup.procs.
+func TestFakeJoinParts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		layout func(*testing.T) *Layout
@@ -396,21 +397,55 @@ func TestFakeCloneTarget(t *testing.T) {
 			if f.Name() != m.Path("") {
 				t.Errorf("clone target %s, want the cgroup2 directory %s", f.Name(), m.Path(""))
 			}
-			if err := m.ApplyCloned(77); err != nil {
+			tasks, err := m.OpenTaskFiles()
+			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := os.Stat(filepath.Join(m.Path(""), "cgroup.procs")); err == nil {
-				if got := readFile(t, filepath.Join(m.Path(""), "cgroup.procs")); got != "" {
-					t.Errorf("cgroup2 cgroup.procs written (%q): the clone placed the process there", got)
+			var names []string
+			for _, f := range tasks {
+				names = append(names, f.Name())
+				f.Close()
+			}
+			var want []string
+			for _, d := range m.dirs() {
+				if d != m.unified {
+					want = append(want, filepath.Join(d, "tasks"))
 				}
+			}
+			if !reflect.DeepEqual(names, want) {
+				t.Errorf("task files %q, want %q", names, want)
+			}
+
+			procs := func(d string) string {
+				b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+				return strings.TrimSpace(string(b))
+			}
+			if err := m.ApplyV1(77); err != nil {
+				t.Fatal(err)
+			}
+			if got := procs(m.Path("")); got != "" {
+				t.Errorf("ApplyV1 wrote the cgroup2 cgroup.procs (%q)", got)
 			}
 			for c, d := range m.v1 {
-				if got := readFile(t, filepath.Join(d, "cgroup.procs")); got != "77" {
-					t.Errorf("%s cgroup.procs = %q, want 77", c, got)
+				if got := procs(d); got != "77" {
+					t.Errorf("ApplyV1: %s cgroup.procs = %q, want 77", c, got)
 				}
 			}
-			if err := m.ApplyCloned(0); !errors.Is(err, errdefs.ErrInvalidArgument) {
-				t.Errorf("ApplyCloned(0) = %v, want InvalidArgument", err)
+			if err := m.ApplyUnified(78); err != nil {
+				t.Fatal(err)
+			}
+			if got := procs(m.Path("")); got != "78" {
+				t.Errorf("ApplyUnified: cgroup2 cgroup.procs = %q, want 78", got)
+			}
+			for c, d := range m.v1 {
+				if got := procs(d); got != "77" {
+					t.Errorf("ApplyUnified wrote %s cgroup.procs (%q)", c, got)
+				}
+			}
+			for _, apply := range []func(int) error{m.ApplyV1, m.ApplyUnified} {
+				if err := apply(0); !errors.Is(err, errdefs.ErrInvalidArgument) {
+					t.Errorf("apply of pid 0 = %v, want InvalidArgument", err)
+				}
 			}
 		})
 	}

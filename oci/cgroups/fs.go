@@ -1,6 +1,9 @@
 package cgroups
 
-import "context"
+import (
+	"context"
+	"os"
+)
 
 // cgroupFS is the cgroup filesystem as the Manager uses it. Production
 // code talks to the kernel's cgroupfs (kernelFS); unit tests give a Layout
@@ -12,6 +15,8 @@ type cgroupFS interface {
 	// writeFile stores one value in an existing cgroup file with a single
 	// write(2), which is how cgroupfs wants it.
 	writeFile(path, value string) error
+	// openWrite opens an existing cgroup file for writing.
+	openWrite(path string) (*os.File, error)
 	// exists reports whether an interface file or cgroup exists.
 	exists(path string) bool
 	// mkdir creates one cgroup; an error wrapping EEXIST when it is there.

@@ -44,6 +44,10 @@ func (kernelFS) writeFile(path, value string) error {
 
 func (kernelFS) exists(path string) bool { return exists(path) }
 
+func (kernelFS) openWrite(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|unix.O_CLOEXEC, 0)
+}
+
 func (kernelFS) mkdir(path string) error {
 	if err := unix.Mkdir(path, 0o755); err != nil {
 		return &os.PathError{Op: "mkdir", Path: path, Err: err}

@@ -253,15 +253,50 @@ func (m *Manager) OpenCloneTarget() (*os.File, error) {
 	return f, nil
 }
 
-// ApplyCloned moves process pid, cloned into the directory OpenCloneTarget
-// opened, into the cgroup's other hierarchies: the v1 ones on a hybrid
-// host, none on a cgroup v2 host.
-func (m *Manager) ApplyCloned(pid int) error {
+// OpenTaskFiles opens for writing the "tasks" file of the cgroup in each
+// v1 hierarchy (none on a cgroup v2 host). A thread that writes "0" to one
+// moves itself, and only itself, into that hierarchy's cgroup, which the
+// kernel does without taking cgroup_threadgroup_rwsem for writing: no
+// grace-period wait (0.3 ms for eight hierarchies on the development
+// host, where cgroup.procs writes of another pid take 3-20 ms). The
+// kernel checks the permission with the credentials of the opener, so a
+// container's init in a user namespace may write through them. The
+// caller closes the files.
+func (m *Manager) OpenTaskFiles() ([]*os.File, error) {
+	var files []*os.File
+	for _, d := range m.dirs() {
+		if d == m.unified {
+			continue
+		}
+		f, err := m.layout.fsys().openWrite(filepath.Join(d, "tasks"))
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("cgroup %q: %w", m.path, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// ApplyV1 moves process pid into the cgroup's v1 hierarchies only (none on
+// a cgroup v2 host).
+func (m *Manager) ApplyV1(pid int) error {
+	return m.apply(pid, false)
+}
+
+// ApplyUnified moves process pid into the cgroup's cgroup2 directory only.
+func (m *Manager) ApplyUnified(pid int) error {
+	return m.apply(pid, true)
+}
+
+func (m *Manager) apply(pid int, unified bool) error {
 	if pid <= 0 {
 		return errdefs.InvalidArgument("cgroup %q: pid %d", m.path, pid)
 	}
 	for _, d := range m.dirs() {
-		if d == m.unified {
+		if (d == m.unified) != unified {
 			continue
 		}
 		if err := m.layout.write(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {

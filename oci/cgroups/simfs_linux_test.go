@@ -69,7 +69,14 @@ func (s *simFS) exists(path string) bool {
 	}
 	// Interface files of an existing cgroup exist.
 	_, err := os.Stat(filepath.Dir(path))
-	return err == nil && strings.Contains(base, ".")
+	return err == nil && (strings.Contains(base, ".") || base == "tasks")
+}
+
+func (s *simFS) openWrite(path string) (*os.File, error) {
+	if !s.exists(path) {
+		return nil, &os.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 }
 
 func (s *simFS) mkdir(path string) error {

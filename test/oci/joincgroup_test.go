@@ -17,23 +17,31 @@ import (
 	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
-// countingCgroup is the real cgroup Manager, counting how processes join
-// it; with target set, its clone target is that directory instead of the
-// cgroup's, which the kernel refuses to clone into.
+// countingCgroup is the real cgroup Manager, counting how the executor
+// moves processes into it; with target set, its clone target is that
+// directory instead of the cgroup's, which the kernel refuses to clone
+// into.
 type countingCgroup struct {
 	*cgroups.Manager
-	target                 string
-	applied, appliedCloned *atomic.Int32
+	target string
+	n      *joinCounts
 }
 
+type joinCounts struct{ apply, applyV1, applyUnified atomic.Int32 }
+
 func (c *countingCgroup) Apply(pid int) error {
-	c.applied.Add(1)
+	c.n.apply.Add(1)
 	return c.Manager.Apply(pid)
 }
 
-func (c *countingCgroup) ApplyCloned(pid int) error {
-	c.appliedCloned.Add(1)
-	return c.Manager.ApplyCloned(pid)
+func (c *countingCgroup) ApplyV1(pid int) error {
+	c.n.applyV1.Add(1)
+	return c.Manager.ApplyV1(pid)
+}
+
+func (c *countingCgroup) ApplyUnified(pid int) error {
+	c.n.applyUnified.Add(1)
+	return c.Manager.ApplyUnified(pid)
 }
 
 func (c *countingCgroup) OpenCloneTarget() (*os.File, error) {
@@ -41,6 +49,17 @@ func (c *countingCgroup) OpenCloneTarget() (*os.File, error) {
 		return os.Open(c.target)
 	}
 	return c.Manager.OpenCloneTarget()
+}
+
+// plainCgroup hides the Manager's ways to be joined in parts.
+type plainCgroup struct {
+	oci.CgroupManager
+	n *joinCounts
+}
+
+func (c plainCgroup) Apply(pid int) error {
+	c.n.apply.Add(1)
+	return c.CgroupManager.Apply(pid)
 }
 
 // syncBuffer is a log sink safe for the executor's goroutines.
@@ -78,12 +97,15 @@ func inCgroup(t *testing.T, pid int, path string) {
 	}
 }
 
-// TestCloneIntoCgroup: a container's init and an exec'd process are cloned
-// straight into the container's cgroup2 directory (clone3 with
-// CLONE_INTO_CGROUP; on this hybrid host the v1 hierarchies are still
-// joined by a cgroup.procs write), and when the kernel refuses the clone
-// they are started outside it and moved in, as before.
-func TestCloneIntoCgroup(t *testing.T) {
+// TestJoinCgroupInParts: a container's init and an exec'd process join the
+// container's cgroup without a cgroup.procs write of the parent: cloned
+// straight into its cgroup2 directory (clone3 with CLONE_INTO_CGROUP), and
+// moving their own thread into the v1 hierarchies of this hybrid host.
+// When the kernel refuses the clone, the parent writes the cgroup2
+// directory's cgroup.procs; a cgroup manager that cannot be joined in parts
+// gets every hierarchy written by the parent, as before. Each way ends with
+// the process in the cgroup in every hierarchy.
+func TestJoinCgroupInParts(t *testing.T) {
 	needRoot(t)
 	l, err := cgroups.DetectLayout()
 	if err != nil {
@@ -95,12 +117,17 @@ func TestCloneIntoCgroup(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		target string // a directory the kernel refuses to clone into
+		plain  bool
+		// wanted joins by the parent (init and exec'd process) and
+		// refused clones
+		apply, applyV1, applyUnified, refused int32
 	}{
-		{name: "cloned"},
-		{name: "refused", target: t.TempDir()},
+		{name: "parts"},
+		{name: "refused", target: t.TempDir(), applyUnified: 2, refused: 2},
+		{name: "plain", plain: true, apply: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var applied, appliedCloned atomic.Int32
+			n := &joinCounts{}
 			logs := &syncBuffer{}
 			e := newExecutor(t)
 			e.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -109,9 +136,12 @@ func TestCloneIntoCgroup(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				return &countingCgroup{Manager: m.(*cgroups.Manager), target: tc.target, applied: &applied, appliedCloned: &appliedCloned}, nil
+				if tc.plain {
+					return plainCgroup{CgroupManager: m, n: n}, nil
+				}
+				return &countingCgroup{Manager: m.(*cgroups.Manager), target: tc.target, n: n}, nil
 			}
-			id := "clonecg-" + tc.name
+			id := "joincg-" + tc.name
 			spec := sh(`exec sleep 1000`)
 			spec.Linux.CgroupsPath = "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-" + id
 			c := startSleeper(t, e, id, spec)
@@ -125,13 +155,9 @@ func TestCloneIntoCgroup(t *testing.T) {
 				t.Error(err)
 			}
 
-			refusals := strings.Count(logs.String(), "clone into cgroup refused")
-			if tc.target == "" {
-				if refusals != 0 || applied.Load() != 0 || appliedCloned.Load() != 2 {
-					t.Errorf("%d refused clones, %d moves, %d clones; want 0, 0, 2 (log: %s)", refusals, applied.Load(), appliedCloned.Load(), logs)
-				}
-			} else if refusals != 2 || applied.Load() != 2 || appliedCloned.Load() != 0 {
-				t.Errorf("%d refused clones, %d moves, %d clones; want 2, 2, 0 (log: %s)", refusals, applied.Load(), appliedCloned.Load(), logs)
+			got := [4]int32{n.apply.Load(), n.applyV1.Load(), n.applyUnified.Load(), int32(strings.Count(logs.String(), "clone into cgroup refused"))}
+			if want := [4]int32{tc.apply, tc.applyV1, tc.applyUnified, tc.refused}; got != want {
+				t.Errorf("Apply, ApplyV1, ApplyUnified calls and refused clones: %v, want %v (log: %s)", got, want, logs)
 			}
 		})
 	}

@@ -135,6 +135,25 @@ func waitObserved(t *testing.T, s *Server, id, status string) {
 	}
 }
 
+// waitExitPublished waits until the exit watch has published container
+// id's exit: the event it publishes reads the container's status from its
+// shim, a State call a test counting them must not see.
+func waitExitPublished(t *testing.T, s *Server, id string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if rec, err := s.meta.Container(id); err == nil && rec.ExitSeen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s: exit never published", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The watch publishes holding the container's lock.
+	s.locks.lock(id)()
+}
+
 // TestContainerImageAsThePodNamedIt: an image known by two tags (one
 // content pulled under two names) shows, in ContainerStatus and
 // ListContainers, under the tag the pod asked for: the kubelet compares it
@@ -179,7 +198,7 @@ func TestStopExitedAsksNoShim(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.shims.exit(c, 3)
-	waitObserved(t, e.s, c, StateExited)
+	waitExitPublished(t, e.s, c)
 	e.shims.mu.Lock()
 	e.shims.stateCalls = map[string]int{}
 	e.shims.mu.Unlock()

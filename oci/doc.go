@@ -5,16 +5,27 @@
 // A container's init is the skiff-shim binary re-executed as "skiff-shim
 // init" (see Init). The parent side (Executor) clones it into the new
 // namespaces the spec asks for, joins the namespaces given by path from a
-// locked, throw-away OS thread, places it in its cgroup (cloned straight
-// into its cgroup2 directory with clone3's CLONE_INTO_CGROUP where the
-// kernel allows, which spares it a migration; v1 hierarchies are joined by
-// a cgroup.procs write after the clone), applies rlimits and
-// oom_score_adj with prlimit and /proc writes, and hands it its
+// locked, throw-away OS thread, places it in its cgroup, applies rlimits
+// and oom_score_adj with prlimit and /proc writes, and hands it its
 // configuration as JSON over an inherited pipe. The init sets up mounts,
 // pivot_root, devices, hostname, sysctls and masked paths, then waits on a
 // FIFO (the start barrier) until Start writes to it, and finally sets the
 // per-thread credentials (user, capabilities, no_new_privs, seccomp) on its
 // locked thread and calls execve from that thread.
+//
+// Cgroups. A process moved into a cgroup by a cgroup.procs write takes the
+// kernel's cgroup migration lock, whose writer side waits out an RCU grace
+// period (milliseconds, per hierarchy); a process that moves itself while
+// single-threaded, or is born in its cgroup, does not. So the init is
+// cloned straight into its cgroup2 directory (clone3 CLONE_INTO_CGROUP;
+// a refused clone falls back to a plain one, joined by the parent), and its
+// main thread writes "0" to the v1 hierarchies' tasks files, which the
+// parent opened for it, before its Go runtime starts other threads. The
+// parent joins only what is left (all of it for an init that joins a
+// user namespace). The init says "configured" once it read its
+// configuration; the parent then sets its limits and sends "joined"; the init
+// waits for it only before its first step that needs the cgroup (a cgroup
+// mount, device nodes, hooks, the unshare of its cgroup namespace).
 //
 // Namespaces. New namespaces come from clone flags, except the cgroup
 // namespace, which the init unshares itself once the parent has placed it

@@ -84,9 +84,10 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 	if err != nil {
 		return fmt.Errorf("read init config: %w", err)
 	}
-	if cfg.Process == nil || cfg.Spec == nil || cfg.Spec.Linux == nil {
+	if cfg.Process == nil || cfg.SpecPart == nil || cfg.SpecPart.Linux == nil {
 		return errors.New("init config without process or linux spec")
 	}
+	cfg.Spec = cfg.SpecPart.spec()
 	for _, fd := range cfg.TaskFDs {
 		// This thread, the one that will execve, moves itself.
 		_, err := unix.Write(fd, []byte("0"))

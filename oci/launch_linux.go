@@ -51,7 +51,11 @@ func (e *Executor) newLaunch(stdio IO, terminal bool, extra ...*os.File) (*launc
 	}
 	l := &launch{cfgW: cfgW, sync: conn.(*net.UnixConn), childFiles: []*os.File{cfgR, child}}
 	files := append([]*os.File{cfgR, child}, extra...)
-	env := []string{envConfigFD + "=3", envSyncFD + "=4"}
+	// GOMAXPROCS: the init is one locked thread's work, and a runtime told
+	// its GOMAXPROCS neither looks for its CPU limit in the cgroup
+	// hierarchy (a parse of mountinfo, which grows with every pod) nor
+	// stops the world to change it.
+	env := []string{"GOMAXPROCS=1", envConfigFD + "=3", envSyncFD + "=4"}
 	cmd := &exec.Cmd{
 		Path:        e.initPath(),
 		Args:        []string{"skiff-shim", "init"},
@@ -160,6 +164,7 @@ func joinCgroup(cg CgroupManager, cloned, selfV1 bool, pid int) error {
 
 // sendConfig writes the init's configuration and closes the pipe.
 func (l *launch) sendConfig(cfg *initConfig) error {
+	cfg.SpecPart = newInitSpec(cfg.Spec)
 	err := json.NewEncoder(l.cfgW).Encode(cfg)
 	l.cfgW.Close()
 	if err != nil {

@@ -25,9 +25,12 @@ type initConfig struct {
 	// Exec is set for a process joining a running container.
 	Exec bool `json:"exec,omitempty"`
 	// Spec is the container's spec (for exec: the container's, for
-	// seccomp and defaults); Process is the process to run.
-	Spec    *specs.Spec    `json:"spec"`
-	Process *specs.Process `json:"process"`
+	// seccomp and defaults), sent as its part the init reads (SpecPart,
+	// set by launch.sendConfig; see initSpec); Process is the process to
+	// run.
+	Spec     *specs.Spec    `json:"-"`
+	SpecPart *initSpec      `json:"spec"`
+	Process  *specs.Process `json:"process"`
 	// Rootfs is the mounted rootfs on the host (create only).
 	Rootfs string `json:"rootfs,omitempty"`
 	// NewMountNS, NewUTSNS and NewCgroupNS say which namespaces are new.

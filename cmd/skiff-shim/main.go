@@ -25,6 +25,7 @@ func init() {
 	// wedge it in those namespaces instead of ending it.
 	runtime.LockOSThread()
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// A no-op when started by the executor, which sets GOMAXPROCS=1.
 		runtime.GOMAXPROCS(1)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -61,27 +60,17 @@ type ProcessStats struct {
 }
 
 // procKernel reads /proc and the cgroup filesystems. The host's cgroup
-// layout (where each hierarchy is mounted) is read from mountinfo once it
-// is first needed and kept: every stats call loads a cgroup per container,
-// and mountinfo grows with every pod's mounts.
+// layout is read once, when first needed (cgroups.Host): every stats call
+// loads a cgroup per container.
 type procKernel struct {
-	mu     sync.Mutex
-	layout *cgroups.Layout
+	host cgroups.Host
 }
 
 // cgroup returns the cgroup at cgroupPath in the host's layout.
 func (k *procKernel) cgroup(cgroupPath string) (*cgroups.Manager, error) {
-	k.mu.Lock()
-	l := k.layout
-	k.mu.Unlock()
-	if l == nil {
-		var err error
-		if l, err = cgroups.DetectLayout(); err != nil {
-			return nil, fmt.Errorf("cgroup %s: %w", cgroupPath, err)
-		}
-		k.mu.Lock()
-		k.layout = l
-		k.mu.Unlock()
+	l, err := k.host.Layout()
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", cgroupPath, err)
 	}
 	return l.Load(cgroupPath)
 }

@@ -28,34 +28,42 @@ type cgroupHost struct {
 	own map[string]string
 }
 
-// readCgroupHost reads the host's cgroup mounts and the init's own cgroups,
-// only when the spec mounts a cgroup filesystem. Runs in the init, before
-// pivot_root.
-func readCgroupHost(mounts []specs.Mount, newNS bool) (*cgroupHost, error) {
-	need := false
+// mountsCgroup reports whether mounts has a cgroup filesystem.
+func mountsCgroup(mounts []specs.Mount) bool {
 	for _, m := range mounts {
 		if m.Type == "cgroup" || m.Type == "cgroup2" {
-			need = true
+			return true
 		}
 	}
-	if !need {
-		return nil, nil
-	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	all, err := cgroups.ParseMountInfo(f)
-	f.Close()
+	return false
+}
+
+// hostCgroupMounts are the cgroup hierarchies mounted at or directly under
+// /sys/fs/cgroup. The parent gets them for an init whose spec mounts a
+// cgroup filesystem, while the init's runtime starts, and sends them with
+// "joined" (see cgroupBarrier): the init's mount namespace is a copy of the
+// parent's, and mountinfo, which grows with every pod on the node, is read
+// once by the executor (cgroups.Host) rather than by every new init.
+func (e *Executor) hostCgroupMounts() ([]cgroups.Mount, error) {
+	all, err := e.cgroupHost.Mounts()
 	if err != nil {
 		return nil, fmt.Errorf("read host cgroup mounts: %w", err)
 	}
-	h := &cgroupHost{}
+	var out []cgroups.Mount
 	for _, m := range all {
 		if m.Mountpoint == cgroupRoot || filepath.Dir(m.Mountpoint) == cgroupRoot {
-			h.mounts = append(h.mounts, m)
+			out = append(out, m)
 		}
 	}
+	return out, nil
+}
+
+// readCgroupHost is the init's view of the host's cgroups: the hierarchies
+// the parent sent (hostCgroupMounts) and, outside a new cgroup namespace,
+// the init's own cgroups. Runs in the init, once it is in its cgroup,
+// before pivot_root.
+func readCgroupHost(mounts []cgroups.Mount, newNS bool) (*cgroupHost, error) {
+	h := &cgroupHost{mounts: mounts}
 	if !newNS {
 		f, err := os.Open("/proc/self/cgroup")
 		if err != nil {

@@ -141,7 +141,7 @@ func (e *Executor) Exec(ctx context.Context, id string, p *specs.Process, stdio 
 	if err := e.setProcessLimits(pid, &proc2); err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
-	if err := l.sendJoined(); err != nil {
+	if err := l.sendJoined(nil); err != nil {
 		return nil, fmt.Errorf("exec in container %q: %w", id, err)
 	}
 	console, err := l.await(ctx, false)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/skiffcri/skiff/errdefs"
 	"github.com/skiffcri/skiff/internal/phases"
+	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
 // Executor creates and manages containers. The zero value is not usable:
@@ -39,6 +40,10 @@ type Executor struct {
 	// Logger receives warnings (e.g. a clamped oom_score_adj); nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	// cgroupHost is the host's cgroup mounts, which an init whose spec
+	// mounts a cgroup filesystem gets (see hostCgroupMounts).
+	cgroupHost cgroups.Host
 }
 
 func (e *Executor) logger() *slog.Logger {
@@ -380,13 +385,19 @@ func (e *Executor) Create(ctx context.Context, id string, b Bundle, stdio IO) (c
 			}
 		}
 	}
+	var hostCgroups []cgroups.Mount
+	if mountsCgroup(spec.Mounts) {
+		if hostCgroups, err = e.hostCgroupMounts(); err != nil {
+			return nil, fmt.Errorf("container %q: %w", id, err)
+		}
+	}
 	if err := l.awaitConfigured(ctx); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
 	if err := e.setProcessLimits(pid, spec.Process); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
-	if err := l.sendJoined(); err != nil {
+	if err := l.sendJoined(hostCgroups); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
 	ph.Done("join")

@@ -120,13 +120,13 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 		os.Unsetenv(name)
 	}
 	if cfg.Exec {
-		return runExecInit(opts, syncFD, mntFD, &cfg, cgroupBarrier(syncFD, false))
+		return runExecInit(opts, syncFD, mntFD, &cfg, cgroupBarrier(syncFD, &cfg))
 	}
 	spec := cfg.Spec
 	if !cfg.NewMountNS {
 		return errors.New("the executor needs a new mount namespace")
 	}
-	inCgroup := cgroupBarrier(syncFD, cfg.NewCgroupNS)
+	inCgroup := cgroupBarrier(syncFD, &cfg)
 	hooks := func() error {
 		if err := inCgroup(); err != nil {
 			return err
@@ -172,13 +172,13 @@ func runInit(opts InitOptions, syncFD int, ready *bool) error {
 
 // cgroupBarrier returns the function that waits, the first time it is
 // called, until the parent has put the init in its cgroup and set its
-// limits ("joined"), then unshares a new cgroup namespace (newNS), which is
-// thus rooted at that cgroup. The parent does that while the init sets
+// limits ("joined", which brings cfg.hostCgroups), then unshares a new
+// cgroup namespace (cfg.NewCgroupNS), which is thus rooted at that cgroup. The parent does that while the init sets
 // itself up: on a cgroup v1 host its cgroup.procs writes can wait 10 ms for
 // the kernel. The init calls it before the first step that needs its
 // cgroup (a cgroup mount, device nodes, the create hooks, whose processes
 // belong in it) and at the latest before the process's credentials.
-func cgroupBarrier(syncFD int, newNS bool) func() error {
+func cgroupBarrier(syncFD int, cfg *initConfig) func() error {
 	var done bool
 	var err error
 	return func() error {
@@ -186,10 +186,12 @@ func cgroupBarrier(syncFD int, newNS bool) func() error {
 			return err
 		}
 		done = true
-		if err = awaitParent(syncFD, msgJoined, "wait to be placed in the cgroup"); err != nil {
+		var m syncMsg
+		if m, err = awaitParent(syncFD, msgJoined, "wait to be placed in the cgroup"); err != nil {
 			return err
 		}
-		if newNS {
+		cfg.hostCgroups = m.CgroupMounts
+		if cfg.NewCgroupNS {
 			if uerr := unix.Unshare(unix.CLONE_NEWCGROUP); uerr != nil {
 				err = fmt.Errorf("unshare cgroup namespace: %w", uerr)
 			}
@@ -208,7 +210,7 @@ func createHooks(syncFD int, cfg *initConfig) error {
 		if err := sendSync(syncFD, syncMsg{Type: msgHooks}, -1); err != nil {
 			return err
 		}
-		if err := awaitParent(syncFD, msgResume, "wait for the runtime's hooks"); err != nil {
+		if _, err := awaitParent(syncFD, msgResume, "wait for the runtime's hooks"); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
 // launch holds the plumbing shared by Create and Exec.
@@ -206,10 +208,10 @@ func (l *launch) awaitConfigured(ctx context.Context) error {
 	return fmt.Errorf("message %q from init before %q", m.Type, msgConfigured)
 }
 
-// sendJoined tells the init it is in its cgroup, with its limits set (see
-// cgroupBarrier).
-func (l *launch) sendJoined() error {
-	b, _ := json.Marshal(syncMsg{Type: msgJoined})
+// sendJoined tells the init it is in its cgroup, with its limits set, and
+// gives it the host's cgroup mounts it needs, if any (see cgroupBarrier).
+func (l *launch) sendJoined(hostCgroups []cgroups.Mount) error {
+	b, _ := json.Marshal(syncMsg{Type: msgJoined, CgroupMounts: hostCgroups})
 	if _, err := l.sync.Write(b); err != nil {
 		return fmt.Errorf("tell the init it joined its cgroup: %w", err)
 	}

@@ -76,8 +76,12 @@ func setupRootfs(cfg *initConfig, inCgroup, beforePivot func() error) error {
 	}
 	// The mount holding the rootfs must not be shared: the self-bind below
 	// would propagate to the host, and pivot_root refuses a shared parent.
-	if err := makeParentPrivate(rootfs); err != nil {
-		return err
+	// After a recursive change to anything but shared no mount is (the
+	// default), and finding the mount would read all of mountinfo.
+	if prop&unix.MS_REC == 0 || prop&unix.MS_SHARED != 0 {
+		if err := makeParentPrivate(rootfs); err != nil {
+			return err
+		}
 	}
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return mountError(rootfs, rootfs, "bind", err)
@@ -93,7 +97,7 @@ func setupRootfs(cfg *initConfig, inCgroup, beforePivot func() error) error {
 			if err := inCgroup(); err != nil {
 				return err
 			}
-			if cgroupHost, err = readCgroupHost(spec.Mounts, cfg.NewCgroupNS); err != nil {
+			if cgroupHost, err = readCgroupHost(cfg.hostCgroups, cfg.NewCgroupNS); err != nil {
 				return err
 			}
 		}

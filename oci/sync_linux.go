@@ -6,6 +6,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiffcri/skiff/oci/cgroups"
 )
 
 // Environment variables naming the fds the init inherits.
@@ -60,6 +62,9 @@ type initConfig struct {
 	// get, with the init's host pid, which the init cannot know itself in
 	// a new PID namespace.
 	HookState *specs.State `json:"hookState,omitempty"`
+
+	// hostCgroups came with "joined" (see cgroupBarrier).
+	hostCgroups []cgroups.Mount
 }
 
 // syncMsg goes from the init to the parent. "pty" carries the pty master
@@ -77,6 +82,9 @@ type syncMsg struct {
 	// Pid is the init's host pid, from the pre-runtime stage (package
 	// nsenter) when it forks the init into a new PID namespace.
 	Pid int `json:"pid,omitempty"`
+	// CgroupMounts, in "joined", are the host's cgroup hierarchies
+	// (hostCgroupMounts), sent when the spec mounts a cgroup filesystem.
+	CgroupMounts []cgroups.Mount `json:"cgroupMounts,omitempty"`
 }
 
 const (
@@ -92,21 +100,21 @@ const (
 
 // awaitParent reads the parent's next message on the seqpacket socket fd
 // and fails unless it is of type want; what names the wait in errors.
-func awaitParent(fd int, want, what string) error {
-	buf := make([]byte, 4096)
+func awaitParent(fd int, want, what string) (syncMsg, error) {
+	buf := make([]byte, 64<<10)
 	for {
 		n, err := unix.Read(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return syncMsg{}, fmt.Errorf("%s: %w", what, err)
 		}
 		var m syncMsg
 		if n == 0 || json.Unmarshal(buf[:n], &m) != nil || m.Type != want {
-			return fmt.Errorf("%s: the runtime gave up", what)
+			return syncMsg{}, fmt.Errorf("%s: the runtime gave up", what)
 		}
-		return nil
+		return m, nil
 	}
 }
 

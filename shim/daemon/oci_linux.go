@@ -31,7 +31,7 @@ func Main(args []string) int {
 		if root == "" {
 			root = filepath.Join(f.Dir, "runtime")
 		}
-		return NewOCIRuntime(&oci.Executor{StateDir: root, NewCgroup: oci.Cgroupfs}), nil
+		return NewOCIRuntime(&oci.Executor{StateDir: root, NewCgroup: oci.NewCgroupfs()}), nil
 	})
 }
 

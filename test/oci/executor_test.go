@@ -464,7 +464,7 @@ func TestKillAndDeleteFromAnotherExecutor(t *testing.T) {
 	spec.Linux.CgroupsPath = "/skiff-test-" + strconv.Itoa(os.Getpid()) + "-kill"
 	c := startSleeper(t, e, "killer", spec)
 	// A second executor over the same state dir stands for a restarted daemon.
-	e2 := &oci.Executor{StateDir: e.StateDir, InitPath: shimPath, NewCgroup: oci.Cgroupfs}
+	e2 := &oci.Executor{StateDir: e.StateDir, InitPath: shimPath, NewCgroup: oci.NewCgroupfs()}
 	st, err := e2.State(ctx, "killer")
 	must(t, err)
 	if st.Status != oci.StatusRunning || st.Pid != c.Pid {

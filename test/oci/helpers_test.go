@@ -145,7 +145,7 @@ func needRoot(t *testing.T) {
 func newExecutor(t *testing.T) *oci.Executor {
 	t.Helper()
 	needRoot(t)
-	return &oci.Executor{StateDir: t.TempDir(), InitPath: shimPath, NewCgroup: oci.Cgroupfs}
+	return &oci.Executor{StateDir: t.TempDir(), InitPath: shimPath, NewCgroup: oci.NewCgroupfs()}
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -131,8 +131,9 @@ func TestJoinCgroupInParts(t *testing.T) {
 			logs := &syncBuffer{}
 			e := newExecutor(t)
 			e.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			cgroupfs := oci.NewCgroupfs()
 			e.NewCgroup = func(path string, res *specs.LinuxResources) (oci.CgroupManager, error) {
-				m, err := oci.Cgroupfs(path, res)
+				m, err := cgroupfs(path, res)
 				if err != nil {
 					return nil, err
 				}

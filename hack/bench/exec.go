@@ -109,6 +109,7 @@ func benchExec(ctx context.Context, n int, shim string) error {
 	}
 	runcRoot, skiffRoot := filepath.Join(tmp, "runc-state"), filepath.Join(tmp, "skiff-state")
 	var skiffT, runcT []time.Duration
+	cpu0, _ := readCPUTimes()
 	// One warm-up each, then alternate so drift hits both alike.
 	for i := -1; i < n; i++ {
 		id := fmt.Sprintf("bench-%d", i+1)
@@ -130,6 +131,7 @@ func benchExec(ctx context.Context, n int, shim string) error {
 	}
 	report(fmt.Sprintf("create+start+wait+delete of /bin/true (same bundle, %d runs each)", n),
 		summarize("skiff-shim runtime run", skiffT), summarize("runc run (Debian "+runcVersion()+")", runcT))
+	fmt.Println(stealNote(stealSince(cpu0)))
 	return nil
 }
 

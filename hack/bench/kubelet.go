@@ -65,7 +65,7 @@ func benchKubelet(ctx context.Context, args []string) error {
 		fmt.Print(staticPodManifest(0))
 		return nil
 	}
-	res := &results{}
+	res := newResults()
 	lat := map[string][]time.Duration{}
 	wall := map[string]float64{}
 	err = withKubeletEnv(ctx, *kubelet, func(e *env) error {

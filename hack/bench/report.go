@@ -27,7 +27,14 @@ type row struct {
 
 // results gathers the rows of one invocation, in order.
 type results struct {
-	rows []row
+	rows  []row
+	start cpuTimes // /proc/stat when the run began, for its steal time
+}
+
+// newResults starts a run's results.
+func newResults() *results {
+	start, _ := readCPUTimes()
+	return &results{start: start}
 }
 
 // durations adds a row of timings, in unit ("ms" or "s").
@@ -110,6 +117,9 @@ func (r *results) markdown(cmdline string) string {
 	}
 	fmt.Fprintf(&b, "\nMedians (p95) of `%s` at commit %s, %s, on %d cores; containerd %s with runc %s from Debian, both freshly started in the same run with the same mirrors and CNI config.\n",
 		cmdline, gitCommit(), time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), containerdVersion(), runcVersion())
+	if r.start.total > 0 {
+		fmt.Fprintf(&b, "%s.\n", stealNote(stealSince(r.start)))
+	}
 	return b.String()
 }
 

@@ -70,3 +70,16 @@ func TestRatio(t *testing.T) {
 		t.Errorf("ratio over zero = %q, want –", got)
 	}
 }
+
+func TestParseCPULine(t *testing.T) {
+	got, err := parseCPULine("351520 0 92821 11508614 5931 0 2245 35224 7 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (cpuTimes{total: 351520 + 92821 + 11508614 + 5931 + 2245 + 35224, steal: 35224}); got != want {
+		t.Errorf("parseCPULine = %+v, want %+v", got, want)
+	}
+	if _, err := parseCPULine("1 2 x"); err == nil {
+		t.Error("parseCPULine accepted a column that is not a number")
+	}
+}

@@ -52,7 +52,7 @@ func sideBySideMain(ctx context.Context, which string, args []string) error {
 	if err := buildSkiff(ctx, bin); err != nil {
 		return err
 	}
-	res := &results{}
+	res := newResults()
 	run := func(f func(*env) error) (err error) {
 		e, err := newEnv(ctx, bin)
 		if err != nil {

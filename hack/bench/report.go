@@ -27,14 +27,15 @@ type row struct {
 
 // results gathers the rows of one invocation, in order.
 type results struct {
-	rows  []row
-	start cpuTimes // /proc/stat when the run began, for its steal time
+	rows   []row
+	start  cpuTimes // /proc/stat when the run began, for its steal time
+	commit string   // the checkout's commit when the run began (what it built)
 }
 
 // newResults starts a run's results.
 func newResults() *results {
 	start, _ := readCPUTimes()
-	return &results{start: start}
+	return &results{start: start, commit: gitCommit()}
 }
 
 // durations adds a row of timings, in unit ("ms" or "s").
@@ -116,11 +117,19 @@ func (r *results) markdown(cmdline string) string {
 		fmt.Fprintf(&b, "| %s | %s %s | %s %s | %s |\n", rw.name, rw.ctrd, rw.unit, rw.skiff, rw.unit, rw.ratio())
 	}
 	fmt.Fprintf(&b, "\nMedians (p95) of `%s` at commit %s, %s, on %d cores; containerd %s with runc %s from Debian, both freshly started in the same run with the same mirrors and CNI config.\n",
-		cmdline, gitCommit(), time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), containerdVersion(), runcVersion())
+		cmdline, r.commitOrNow(), time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), containerdVersion(), runcVersion())
 	if r.start.total > 0 {
 		fmt.Fprintf(&b, "%s.\n", stealNote(stealSince(r.start)))
 	}
 	return b.String()
+}
+
+// commitOrNow is the commit the run began at, or the current one.
+func (r *results) commitOrNow() string {
+	if r.commit != "" {
+		return r.commit
+	}
+	return gitCommit()
 }
 
 // finish prints the table and writes it to mdPath if set.

@@ -550,15 +550,6 @@ func (s *Server) criContainer(ctx context.Context, rec *meta.Container) (*runtim
 	return criContainerOf(rec, cfg, st), cfg, st, nil
 }
 
-// criContainerIn is criContainer with the state already known.
-func (s *Server) criContainerIn(rec *meta.Container, st ContainerState) (*runtimeapi.Container, error) {
-	cfg, err := containerConfig(rec)
-	if err != nil {
-		return nil, err
-	}
-	return criContainerOf(rec, cfg, st), nil
-}
-
 func criContainerOf(rec *meta.Container, cfg *runtimeapi.ContainerConfig, st ContainerState) *runtimeapi.Container {
 	return &runtimeapi.Container{
 		Id: rec.ID, PodSandboxId: rec.PodID, Metadata: cfg.GetMetadata(),
@@ -568,6 +559,25 @@ func criContainerOf(rec *meta.Container, cfg *runtimeapi.ContainerConfig, st Con
 		State:     criState(st),
 		CreatedAt: rec.CreatedAt.UnixNano(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 	}
+}
+
+// listedContainer is criContainerOf from the record and the parts of the
+// config ListContainers keeps decoded: the record's labels and annotations
+// are the config's, copied at create.
+func (s *Server) listedContainer(rec *meta.Container, st ContainerState) (*runtimeapi.Container, error) {
+	lc, err := s.listed.of(rec)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.Container{
+		Id: rec.ID, PodSandboxId: rec.PodID,
+		Metadata:  &runtimeapi.ContainerMetadata{Name: lc.name, Attempt: lc.attempt},
+		Image:     &runtimeapi.ImageSpec{Image: rec.ImageName, UserSpecifiedImage: lc.userImage},
+		ImageRef:  rec.ImageRef,
+		ImageId:   rec.ImageID,
+		State:     criState(st),
+		CreatedAt: rec.CreatedAt.UnixNano(), Labels: rec.Labels, Annotations: rec.Annotations,
+	}, nil
 }
 
 func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {
@@ -585,6 +595,7 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 		ids[rec.ID] = true
 	}
 	s.observed.retain(ids)
+	s.listed.retain(ids)
 	for _, rec := range all {
 		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
 			continue
@@ -596,7 +607,7 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 			continue
 		}
 		if status, ok := s.observed.status(rec.ID); ok {
-			c, err := s.criContainerIn(rec, ContainerState{Status: status})
+			c, err := s.listedContainer(rec, ContainerState{Status: status})
 			if err != nil {
 				s.log.Warn("skip container", "container", rec.ID, "err", err)
 				continue
@@ -618,7 +629,7 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 		var err error
 		if st, ok := states[rec.ID]; ok {
 			s.observed.note(rec.ID, st.Status)
-			c, err = s.criContainerIn(rec, st)
+			c, err = s.listedContainer(rec, st)
 		} else {
 			c, _, _, err = s.criContainer(ctx, rec)
 		}

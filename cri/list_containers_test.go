@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiffcri/skiff/meta"
 )
 
 // TestListContainersOneCallPerPod: with no status seen yet (after a
@@ -258,5 +261,65 @@ func BenchmarkListContainers(b *testing.B) {
 		if err != nil || len(resp.Containers) != 100 {
 			b.Fatalf("ListContainers: %d containers, %v", len(resp.GetContainers()), err)
 		}
+	}
+}
+
+// TestListedContainerIsTheConfigs: ListContainers builds each entry from the
+// record and the parts of the config it keeps decoded; the entry is the one
+// the whole config gives, on the first list and on every later one, and a
+// removed container leaves nothing behind.
+func TestListedContainerIsTheConfigs(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	pcfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	pod := e.runPod(t, pcfg)
+	c := ctrConfig("app", nil)
+	c.Metadata.Attempt = 3
+	c.Image.UserSpecifiedImage = "busybox:stable"
+	c.Labels = map[string]string{"io.kubernetes.container.name": "app"}
+	c.Annotations = map[string]string{"io.kubernetes.container.hash": "1b2c3d4e"}
+	id := e.createContainer(t, pod, pcfg, c)
+	rec, err := e.s.findContainer(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := containerConfig(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := criContainerOf(rec, cfg, ContainerState{Status: StateCreated})
+	for i := range 2 {
+		resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Containers) != 1 || !proto.Equal(resp.Containers[0], want) {
+			t.Fatalf("list %d: %v, want [%v]", i+1, resp.Containers, want)
+		}
+	}
+	if _, err := e.s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.s.listed.m); n != 0 {
+		t.Errorf("%d listed configs kept after the removal", n)
+	}
+}
+
+func TestListedConfigsDecodeChangedConfig(t *testing.T) {
+	l := newListedConfigs()
+	rec := &meta.Container{ID: "c", Config: []byte(`{"metadata":{"name":"one"}}`)}
+	if lc, err := l.of(rec); err != nil || lc.name != "one" {
+		t.Fatalf("of = %+v, %v", lc, err)
+	}
+	rec.Config = []byte(`{"metadata":{"name":"two","attempt":1}}`)
+	if lc, err := l.of(rec); err != nil || lc.name != "two" || lc.attempt != 1 {
+		t.Fatalf("of changed config = %+v, %v", lc, err)
+	}
+	rec.Config = []byte(`{`)
+	if _, err := l.of(rec); err == nil {
+		t.Error("of an undecodable config succeeded")
 	}
 }

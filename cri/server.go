@@ -156,6 +156,8 @@ type Server struct {
 	// observed is the last status seen of each container, which
 	// ListContainers answers from.
 	observed *observedStates
+	// listed is what ListContainers takes from each container's config.
+	listed *listedConfigs
 
 	locks keyedLocks
 	// lostLocks serialise the clean-up of containers whose shim died.
@@ -199,6 +201,7 @@ func New(opts Options) *Server {
 		layers:       newLayerUsage(treeUsage),
 		podCPU:       newCPURates(),
 		observed:     newObservedStates(),
+		listed:       newListedConfigs(),
 		log:          log,
 		kernel:       &procKernel{},
 		netStats:     opts.NetStats,

@@ -18,7 +18,11 @@ var (
 )
 
 // Store reads and writes records in the daemon's meta.db.
-type Store struct{ db *bbolt.DB }
+type Store struct {
+	db         *bbolt.DB
+	pods       *decoded[Pod]
+	containers *decoded[Container]
+}
 
 // New makes sure the buckets exist.
 func New(db *bbolt.DB) (*Store, error) {
@@ -33,7 +37,7 @@ func New(db *bbolt.DB) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meta: create buckets: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, pods: newDecoded((*Pod).clone), containers: newDecoded((*Container).clone)}, nil
 }
 
 // Pod is the persisted record of a pod sandbox.
@@ -170,7 +174,7 @@ func (s *Store) Pod(id string) (*Pod, error) {
 }
 
 // Pods lists all pods.
-func (s *Store) Pods() ([]*Pod, error) { return list[Pod](s.db, podsBucket) }
+func (s *Store) Pods() ([]*Pod, error) { return s.pods.list(s.db, podsBucket) }
 
 // DeletePod removes the record; absent is fine.
 func (s *Store) DeletePod(id string) error { return del(s.db, podsBucket, id) }
@@ -188,7 +192,7 @@ func (s *Store) Container(id string) (*Container, error) {
 }
 
 // Containers lists all containers.
-func (s *Store) Containers() ([]*Container, error) { return list[Container](s.db, containersBucket) }
+func (s *Store) Containers() ([]*Container, error) { return s.containers.list(s.db, containersBucket) }
 
 // DeleteContainer removes the record; absent is fine.
 func (s *Store) DeleteContainer(id string) error { return del(s.db, containersBucket, id) }
@@ -209,21 +213,6 @@ func get(db *bbolt.DB, bucket []byte, id string, v any) error {
 		}
 		return json.Unmarshal(b, v)
 	})
-}
-
-func list[T any](db *bbolt.DB, bucket []byte) ([]*T, error) {
-	var out []*T
-	err := db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(k, b []byte) error {
-			v := new(T)
-			if err := json.Unmarshal(b, v); err != nil {
-				return fmt.Errorf("meta: decode %s %s: %w", bucket, k, err)
-			}
-			out = append(out, v)
-			return nil
-		})
-	})
-	return out, err
 }
 
 func del(db *bbolt.DB, bucket []byte, id string) error {

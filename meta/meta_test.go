@@ -13,15 +13,7 @@ import (
 )
 
 func TestStore(t *testing.T) {
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "meta.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s, err := New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newTestStore(t)
 	if _, err := s.Pod("nope"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("missing pod: err = %v, want ErrNotFound", err)
 	}
@@ -52,15 +44,7 @@ func TestStore(t *testing.T) {
 // A record written before a field existed must still decode, with the
 // field empty: the daemon reads records of every earlier version.
 func TestOldContainerRecordDecodes(t *testing.T) {
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "meta.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s, err := New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, db := newTestStore(t)
 	old := `{"id":"c0","podId":"p0","name":"n","config":{"metadata":{"name":"n"}},"imageId":"sha256:1",` +
 		`"imageRef":"r","imageName":"i","createdAt":"2026-11-01T10:00:00Z","bundle":"/run/skiff/containers/c0",` +
 		`"rootfs":"/run/skiff/containers/c0/rootfs","stopSignal":"SIGQUIT","uid":0,"gid":0}`
@@ -112,4 +96,19 @@ func TestPodRecordOfEveryVersion(t *testing.T) {
 	if again.Namespaces != wantNS || again.Files != wantFiles {
 		t.Fatalf("rewritten record read as %+v (%s)", again, b)
 	}
+}
+
+// newTestStore is a Store on a new database, closed when the test ends.
+func newTestStore(t testing.TB) (*Store, *bbolt.DB) {
+	t.Helper()
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "meta.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, db
 }

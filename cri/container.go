@@ -406,6 +406,9 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	if err := s.stopContainer(ctx, rec, time.Duration(req.GetTimeout())*time.Second); err != nil {
 		return nil, err
 	}
+	unlock := s.locks.lock(rec.ID)
+	s.releaseExited(ctx, rec)
+	unlock()
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
@@ -491,15 +494,10 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 	unlock := s.locks.lock(rec.ID)
 	defer unlock()
 	st.Done("stopped")
-	if shim, err := s.shims.Connect(ctx, rec.PodID); err == nil {
-		err := shim.Delete(ctx, rec.ID)
-		shim.Close()
-		if err != nil && !errdefs.IsNotFound(err) {
+	if !s.released.has(rec.ID) {
+		if err := s.deleteFromShim(ctx, rec); err != nil {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
-	}
-	if err := s.shims.Cleanup(ctx, rec.ID); err != nil {
-		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	st.Done("shim_delete")
 	if err := s.rootfs.Unmount(ctx, rec.ID); err != nil {
@@ -520,6 +518,7 @@ func (s *Server) removeContainer(ctx context.Context, rec *meta.Container) error
 	}
 	s.ctrNames.release(rec.Name, rec.ID)
 	s.observed.forget(rec.ID)
+	s.released.forget(rec.ID)
 	s.publish(ctx, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.PodID, rec.ID)
 	st.Done("record_delete")
 	st.Log(ctx, s.log, "rpc steps", slog.String("rpc", "RemoveContainer"), slog.String("id", rec.ID))

@@ -171,6 +171,9 @@ func (s *Server) watchContainer(podID, id string) {
 			unlock := s.locks.lock(id)
 			s.noteExitLocked(ctx, id)
 			rec, rerr := s.meta.Container(id)
+			if rerr == nil && rec.ExitSeen {
+				s.releaseExited(ctx, rec)
+			}
 			unlock()
 			// Wait failed though the container runs and its shim too
 			// (a dial that failed under load): wait again.

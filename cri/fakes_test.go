@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"maps"
@@ -239,13 +240,25 @@ func (f fakeRootfs) Unmount(_ context.Context, id string) error {
 	return os.RemoveAll(filepath.Join(f.dir, id))
 }
 
+// Detach marks the rootfs detached: a file beside it, which Unmount
+// removes with it.
+func (f fakeRootfs) Detach(_ context.Context, id string) error {
+	if _, err := os.Stat(filepath.Join(f.dir, id)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(f.dir, id, "detached"), nil, 0o644)
+}
+
 // fakeShims runs every pod's containers in one table.
 type fakeShims struct {
 	mu     sync.Mutex
 	pods   map[string]int // pod -> init pid (0: none)
 	exited map[string]chan struct{}
 	states map[string]ContainerState
-	specs  map[string]CreateRequest
+	// exitRecords are the exits of containers deleted from their shim,
+	// which the exit record on disk keeps answering for.
+	exitRecords map[string]ContainerState
+	specs       map[string]CreateRequest
 	// updates holds the resources of each UpdateResources call, by
 	// container; updateErr, when set, fails them.
 	updates   map[string][]*specs.LinuxResources
@@ -274,7 +287,7 @@ func (f *fakeShims) lastHandler() string {
 }
 
 func newFakeShims() *fakeShims {
-	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000, ended: map[string]chan struct{}{}, podOf: map[string]string{}, statesCalls: map[string]int{}, stateCalls: map[string]int{}}
+	return &fakeShims{pods: map[string]int{}, exited: map[string]chan struct{}{}, states: map[string]ContainerState{}, exitRecords: map[string]ContainerState{}, specs: map[string]CreateRequest{}, updates: map[string][]*specs.LinuxResources{}, nextPid: 4000, ended: map[string]chan struct{}{}, podOf: map[string]string{}, statesCalls: map[string]int{}, stateCalls: map[string]int{}}
 }
 
 func (f *fakeShims) Start(_ context.Context, podID string, opts ShimOptions) (Shim, error) {
@@ -348,8 +361,11 @@ func (f *fakeShims) Lost(_ context.Context, podID, _ string) (ContainerState, er
 func (f *fakeShims) ExitState(_, id string) (ContainerState, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st, ok := f.states[id]
-	return st, ok && st.Status == StateExited
+	if st, ok := f.states[id]; ok {
+		return st, st.Status == StateExited
+	}
+	st, ok := f.exitRecords[id]
+	return st, ok
 }
 func (f *fakeShims) Cleanup(context.Context, string) error { return nil }
 
@@ -436,6 +452,9 @@ func (s *fakeShim) Wait(ctx context.Context, id string) (ContainerState, error) 
 func (s *fakeShim) Delete(_ context.Context, id string) error {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
+	if st, ok := s.f.states[id]; ok && st.Status == StateExited {
+		s.f.exitRecords[id] = st
+	}
 	delete(s.f.states, id)
 	s.f.endLocked(id)
 	delete(s.f.ended, id)

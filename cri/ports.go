@@ -183,6 +183,9 @@ type Rootfs interface {
 	Mount(ctx context.Context, id, imageID string, opts RootfsOptions) (string, error)
 	// Unmount undoes Mount and frees the writable layer; idempotent.
 	Unmount(ctx context.Context, id string) error
+	// Detach unmounts id's rootfs and keeps the writable layer for
+	// Unmount; idempotent.
+	Detach(ctx context.Context, id string) error
 }
 
 // RootfsOptions are the per-container choices of a rootfs mount.

@@ -158,6 +158,9 @@ type Server struct {
 	observed *observedStates
 	// listed is what ListContainers takes from each container's config.
 	listed *listedConfigs
+	// released are the exited containers already freed but for their
+	// layer and records.
+	released *releasedSet
 
 	locks keyedLocks
 	// lostLocks serialise the clean-up of containers whose shim died.
@@ -202,6 +205,7 @@ func New(opts Options) *Server {
 		podCPU:       newCPURates(),
 		observed:     newObservedStates(),
 		listed:       newListedConfigs(),
+		released:     newReleasedSet(),
 		log:          log,
 		kernel:       &procKernel{},
 		netStats:     opts.NetStats,

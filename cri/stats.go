@@ -328,13 +328,19 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	if err != nil {
 		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
-	shim, err := s.shims.Connect(ctx, rec.PodID)
-	if err != nil {
-		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
-	}
-	defer shim.Close()
-	if err := shim.UpdateResources(ctx, rec.ID, res); err != nil {
-		return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	// A released container (exited, its cgroup gone) has only its record
+	// to update, as with containerd, which updates a stopped container's
+	// spec.
+	if !s.released.has(rec.ID) {
+		shim, err := s.shims.Connect(ctx, rec.PodID)
+		if err != nil {
+			return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+		}
+		err = shim.UpdateResources(ctx, rec.ID, res)
+		shim.Close()
+		if err != nil {
+			return nil, fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+		}
 	}
 	// Re-read under the lock: the record may have changed since the lookup.
 	if rec, err = s.meta.Container(rec.ID); err != nil {

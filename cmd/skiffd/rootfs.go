@@ -16,3 +16,5 @@ func (r rootfsManager) Mount(ctx context.Context, id, imageID string, opts cri.R
 }
 
 func (r rootfsManager) Unmount(ctx context.Context, id string) error { return r.m.Unmount(ctx, id) }
+
+func (r rootfsManager) Detach(ctx context.Context, id string) error { return r.m.Detach(ctx, id) }

@@ -120,17 +120,28 @@ func (m *Manager) Mount(ctx context.Context, id, imageID string, opts MountOptio
 // idmapped layers are detached mounts that only the overlay holds, never
 // in the mount table, so a crash cannot leave them behind.
 func (m *Manager) Unmount(ctx context.Context, id string) error {
-	target := m.path(id)
-	for mounted(target) {
-		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("rootfs %s: unmount %s: %w", id, target, err)
-		}
+	if err := m.Detach(ctx, id); err != nil {
+		return err
 	}
+	target := m.path(id)
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("rootfs %s: %w", id, err)
 	}
 	if err := os.RemoveAll(filepath.Join(m.RootDir, id)); err != nil {
 		return fmt.Errorf("rootfs %s: remove writable layer: %w", id, err)
+	}
+	return nil
+}
+
+// Detach unmounts the rootfs and keeps its writable layer, whose usage stays
+// readable until Unmount: what a container that exited still holds. It is
+// idempotent.
+func (m *Manager) Detach(ctx context.Context, id string) error {
+	target := m.path(id)
+	for mounted(target) {
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("rootfs %s: unmount %s: %w", id, target, err)
+		}
 	}
 	return nil
 }

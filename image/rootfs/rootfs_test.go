@@ -49,6 +49,18 @@ func TestMountUnmount(t *testing.T) {
 	if p2, err := m.Mount(ctx, "c1", "img", MountOptions{}); err != nil || p2 != p {
 		t.Fatalf("second mount = %q, %v", p2, err)
 	}
+	// Detach, twice: unmounted, the writable layer kept.
+	for range 2 {
+		if err := m.Detach(ctx, "c1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mounted(p) {
+		t.Fatal("still mounted after Detach")
+	}
+	if _, err := os.Stat(filepath.Join(m.RootDir, "c1", "upper", "new")); err != nil {
+		t.Fatalf("Detach lost the writable layer: %v", err)
+	}
 	if err := m.Unmount(ctx, "c1"); err != nil {
 		t.Fatal(err)
 	}

@@ -252,14 +252,15 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, fmt.Errorf("create container %s: pod shim: %w", name, err)
 	}
 	defer shim.Close()
-	if err := shim.Create(ctx, CreateRequest{
+	created, err := shim.Create(ctx, CreateRequest{
 		ID: id, Spec: ociSpec, LogPath: lp, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Tty: cfg.GetTty(),
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	undo = append(undo, func() { _ = shim.Delete(context.Background(), id) })
 	st.Done("shim_create")
-	if err := s.recordCreated(ctx, shim, rec, ociSpec, rec.CgroupPath); err != nil {
+	if err := s.recordCreated(rec, ociSpec, created.Pid, rec.CgroupPath); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
 	if err := s.meta.PutContainer(rec); err != nil {

@@ -403,15 +403,16 @@ type fakeShim struct {
 	pod string
 }
 
-func (s *fakeShim) Create(_ context.Context, req CreateRequest) error {
+func (s *fakeShim) Create(_ context.Context, req CreateRequest) (ContainerState, error) {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	s.f.nextPid++
-	s.f.states[req.ID] = ContainerState{Status: StateCreated, Pid: s.f.nextPid}
+	st := ContainerState{Status: StateCreated, Pid: s.f.nextPid}
+	s.f.states[req.ID] = st
 	s.f.specs[req.ID] = req
 	s.f.ended[req.ID] = make(chan struct{})
 	s.f.podOf[req.ID] = s.pod
-	return nil
+	return st, nil
 }
 func (s *fakeShim) Start(_ context.Context, id string) error {
 	s.f.set(id, func(st *ContainerState) { st.Status, st.StartedAt = StateRunning, time.Now() })

@@ -451,10 +451,10 @@ type racingShim struct {
 	vols *fakeVolumes
 }
 
-func (s racingShim) Create(ctx context.Context, req CreateRequest) error {
+func (s racingShim) Create(ctx context.Context, req CreateRequest) (ContainerState, error) {
 	for _, m := range req.Spec.Mounts {
 		if _, err := os.Stat(m.Source); strings.HasPrefix(m.Source, s.vols.dir) && err != nil {
-			return errdefs.FailedPrecondition("container %s: its image volume %s is not mounted", req.ID, m.Destination)
+			return ContainerState{}, errdefs.FailedPrecondition("container %s: its image volume %s is not mounted", req.ID, m.Destination)
 		}
 	}
 	return s.Shim.Create(ctx, req)

@@ -107,7 +107,9 @@ type CreateRequest struct {
 
 // Shim is the per-pod process that runs a pod's containers.
 type Shim interface {
-	Create(ctx context.Context, req CreateRequest) error
+	// Create creates the container and returns its state (created,
+	// with its init's pid).
+	Create(ctx context.Context, req CreateRequest) (ContainerState, error)
 	Start(ctx context.Context, id string) error
 	Kill(ctx context.Context, id string, sig int, all bool) error
 	State(ctx context.Context, id string) (ContainerState, error)

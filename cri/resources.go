@@ -1,7 +1,6 @@
 package cri
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -330,17 +329,11 @@ func readSpec(rec *meta.Container) (*specs.Spec, error) {
 // recordCreated keeps what CreateContainer applied: the spec in the bundle
 // and the resources, corrected by what the kernel did, in the record (which
 // the caller writes).
-func (s *Server) recordCreated(ctx context.Context, shim Shim, rec *meta.Container, ociSpec *specs.Spec, cgroupPath string) error {
+func (s *Server) recordCreated(rec *meta.Container, ociSpec *specs.Spec, pid int, cgroupPath string) error {
 	if err := writeSpec(rec, ociSpec); err != nil {
 		return err
 	}
 	res := criResources(ociSpec)
-	pid := 0
-	if st, err := shim.State(ctx, rec.ID); err == nil {
-		pid = st.Pid
-	} else {
-		s.log.Warn("state of created container", "container", rec.ID, "err", err)
-	}
 	s.applied(res, rec.ID, pid, cgroupPath)
 	return setResources(rec, res)
 }

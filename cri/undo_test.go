@@ -144,9 +144,9 @@ type ledgerShim struct {
 	l *ledger
 }
 
-func (s ledgerShim) Create(ctx context.Context, req CreateRequest) error {
+func (s ledgerShim) Create(ctx context.Context, req CreateRequest) (ContainerState, error) {
 	if err := s.l.acquire("shim container", req.ID); err != nil {
-		return err
+		return ContainerState{}, err
 	}
 	return s.Shim.Create(ctx, req)
 }

@@ -281,12 +281,15 @@ func toState(st shim.ContainerState) cri.ContainerState {
 	return out
 }
 
-func (sc *shimClient) Create(ctx context.Context, req cri.CreateRequest) error {
-	_, err := sc.c.CreateContainer(ctx, shim.CreateRequest{
+func (sc *shimClient) Create(ctx context.Context, req cri.CreateRequest) (cri.ContainerState, error) {
+	st, err := sc.c.CreateContainer(ctx, shim.CreateRequest{
 		ID: req.ID, Spec: req.Spec, Rootfs: req.Spec.Root.Path, LogPath: req.LogPath,
 		StateDir: sc.s.containerDir(req.ID), Stdin: req.Stdin, StdinOnce: req.StdinOnce, Tty: req.Tty,
 	})
-	return err
+	if err != nil {
+		return cri.ContainerState{}, err
+	}
+	return toState(st), nil
 }
 
 func (sc *shimClient) Start(ctx context.Context, id string) error {

@@ -156,6 +156,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
+	go warmCreateDecoding()
 	cfg.Logger.Info("shim serving", "pod", cfg.PodID, "socket", sock)
 
 	var wg sync.WaitGroup

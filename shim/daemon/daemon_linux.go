@@ -219,6 +219,10 @@ type container struct {
 	readers   []*os.File    // shim ends of output pipes (or pty master)
 	tty       bool
 	stdinOnce bool
+	// deleting is held by a delete for its whole run: two deletes of one
+	// container (a pod's stop and a container's release at its exit)
+	// must not both run the executor's delete, and its poststop hooks.
+	deleting sync.Mutex
 
 	// Below mu.
 	stdinWrite *os.File

@@ -253,6 +253,12 @@ func (d *daemon) delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	c.deleting.Lock()
+	defer c.deleting.Unlock()
+	// A delete that ran while this one waited has done it all.
+	if _, err := d.get(id); err != nil {
+		return err
+	}
 	switch c.snapshot().Status {
 	case shim.StatusRunning:
 		return errdefs.FailedPrecondition("container %q is running", id)

@@ -792,3 +792,46 @@ func parentOf(t *testing.T, pid int) int {
 	must(t, err)
 	return ppid
 }
+
+// TestShimConcurrentDeletes: deletes of one exited container that arrive
+// together (a pod's stop and the container's release at its exit) delete it
+// once: its poststop hook runs once, every delete succeeds or finds it gone.
+func TestShimConcurrentDeletes(t *testing.T) {
+	needRoot(t)
+	if _, err := cgroups.DetectLayout(); err != nil {
+		t.Skipf("no cgroups: %v", err)
+	}
+	ctx := testCtx(t)
+	dir := filepath.Join(t.TempDir(), "shim")
+	cleanupShim(t, dir)
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: "deletes",
+		Args: []string{"--runtime-root", filepath.Join(t.TempDir(), "runtime")}})
+	must(t, err)
+	ran := filepath.Join(t.TempDir(), "poststop")
+	sp := containerSpec(false, "true")
+	sp.Linux.CgroupsPath = "/skiff-test-shim-" + strconv.Itoa(os.Getpid()) + "-deletes"
+	sp.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo ran >> " + ran}}}}
+	_, err = c.CreateContainer(ctx, shim.CreateRequest{ID: "once", Spec: sp, Rootfs: newRootfs(t)})
+	must(t, err)
+	_, err = c.StartContainer(ctx, "once")
+	must(t, err)
+	_, err = c.Wait(ctx, "once")
+	must(t, err)
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() { errs <- c.DeleteContainer(ctx, "once") }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil && !errdefs.IsNotFound(err) {
+			t.Errorf("concurrent delete: %v", err)
+		}
+	}
+	b, err := os.ReadFile(ran)
+	must(t, err)
+	if n := strings.Count(string(b), "ran\n"); n != 1 {
+		t.Errorf("poststop hook ran %d times, want once", n)
+	}
+	if _, err := cgroups.Load(sp.Linux.CgroupsPath); !errdefs.IsNotFound(err) {
+		t.Errorf("cgroup left behind: %v", err)
+	}
+}

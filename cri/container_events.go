@@ -147,7 +147,9 @@ func (s *Server) watchContainer(podID, id string) {
 	ctx := s.lifetime()
 	shims := s.shims
 	shim, connErr := shims.Connect(ctx, podID)
+	s.background.Add(1)
 	go func() {
+		defer s.background.Done()
 		backoff := 100 * time.Millisecond
 		for {
 			err := connErr

@@ -596,7 +596,10 @@ func newTestEnv(t testing.TB) *testEnv {
 	// store closes.
 	life, cancel := context.WithCancel(context.Background())
 	e.s.life.Store(&life)
-	t.Cleanup(cancel)
+	t.Cleanup(func() {
+		cancel()
+		e.s.Wait()
+	})
 	return e
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -144,6 +145,9 @@ type Server struct {
 	// life bounds background work (shim watches): the context Recover
 	// was given, which lasts as long as the daemon.
 	life atomic.Pointer[context.Context]
+	// background counts the goroutines that run under life (exit
+	// watches), for Wait.
+	background sync.WaitGroup
 
 	// containers lays out the per-container state directories.
 	containers statedir.Containers

@@ -28,6 +28,11 @@ func (s *Server) watchShim(podID string, pid int) {
 }
 
 // lifetime is the context of the daemon's background work, from Recover.
+// Wait blocks until the background work started under the context given to
+// Recover (the containers' exit watches, and what they do on an exit) has
+// ended; it ends once that context is done.
+func (s *Server) Wait() { s.background.Wait() }
+
 func (s *Server) lifetime() context.Context {
 	if ctx := s.life.Load(); ctx != nil {
 		return *ctx

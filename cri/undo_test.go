@@ -529,6 +529,8 @@ func TestStateOfAContainerWhoseShimJustWent(t *testing.T) {
 	// The exit watch reads the shims too: let it publish the exit first.
 	for ev := events.next(t); ev.ContainerId != id || ev.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT; ev = events.next(t) {
 	}
+	// The watch publishes and releases the container holding its lock.
+	e.s.locks.lock(id)()
 	e.s.shims = goneShims{e.shims}
 	resp, err := e.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 	if err != nil {

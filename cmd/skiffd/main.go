@@ -220,6 +220,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	case <-time.After(10 * time.Second):
 		g.Stop()
 	}
+	// The exit watches end with ctx; what one is doing may still use the
+	// store, which closes when this returns.
+	waited := make(chan struct{})
+	go func() { srv.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		log.Warn("exit watches still running at shutdown")
+	}
 	_ = os.Remove(sock)
 	return nil
 }

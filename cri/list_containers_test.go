@@ -194,12 +194,7 @@ func TestContainerImageAsThePodNamedIt(t *testing.T) {
 func TestStopExitedAsksNoShim(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
-	cfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
-	pod := e.runPod(t, cfg)
-	c := e.createContainer(t, pod, cfg, ctrConfig("c", nil))
-	if _, err := e.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c}); err != nil {
-		t.Fatal(err)
-	}
+	c := e.runningContainer(t)
 	e.shims.exit(c, 3)
 	waitExitPublished(t, e.s, c)
 	e.shims.mu.Lock()

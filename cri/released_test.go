@@ -17,6 +17,18 @@ func (e *testEnv) rootfsOf(id string) string {
 	return filepath.Join(filepath.Dir(e.root), "rootfs", id)
 }
 
+// runningContainer runs a pod with one container, started, and returns the
+// container's ID.
+func (e *testEnv) runningContainer(t *testing.T) string {
+	t.Helper()
+	cfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
+	c := e.createContainer(t, e.runPod(t, cfg), cfg, ctrConfig("c", nil))
+	if _, err := e.s.StartContainer(context.Background(), &runtimeapi.StartContainerRequest{ContainerId: c}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func (e *testEnv) inShim(id string) bool {
 	e.shims.mu.Lock()
 	defer e.shims.mu.Unlock()
@@ -31,12 +43,7 @@ func (e *testEnv) inShim(id string) bool {
 func TestStopReleasesContainer(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
-	cfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
-	pod := e.runPod(t, cfg)
-	c := e.createContainer(t, pod, cfg, ctrConfig("c", nil))
-	if _, err := e.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c}); err != nil {
-		t.Fatal(err)
-	}
+	c := e.runningContainer(t)
 	if _, err := e.s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: c, Timeout: 10}); err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +93,7 @@ func TestStopReleasesContainer(t *testing.T) {
 func TestExitReleasesContainer(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
-	cfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
-	pod := e.runPod(t, cfg)
-	c := e.createContainer(t, pod, cfg, ctrConfig("c", nil))
-	if _, err := e.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c}); err != nil {
-		t.Fatal(err)
-	}
+	c := e.runningContainer(t)
 	e.shims.exit(c, 3)
 	deadline := time.Now().Add(5 * time.Second)
 	for !e.s.released.has(c) {
@@ -117,12 +119,7 @@ func TestExitReleasesContainer(t *testing.T) {
 func TestReleaseNeedsSeenExit(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
-	cfg := podConfigFor("a", runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD)
-	pod := e.runPod(t, cfg)
-	c := e.createContainer(t, pod, cfg, ctrConfig("c", nil))
-	if _, err := e.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c}); err != nil {
-		t.Fatal(err)
-	}
+	c := e.runningContainer(t)
 	rec, err := e.s.findContainer(c)
 	if err != nil {
 		t.Fatal(err)

@@ -550,25 +550,24 @@ func (s *Server) criContainer(ctx context.Context, rec *meta.Container) (*runtim
 	return criContainerOf(rec, cfg, st), cfg, st, nil
 }
 
+// criContainerOf is the CRI view of container rec in state st.
 func criContainerOf(rec *meta.Container, cfg *runtimeapi.ContainerConfig, st ContainerState) *runtimeapi.Container {
-	return &runtimeapi.Container{
-		Id: rec.ID, PodSandboxId: rec.PodID, Metadata: cfg.GetMetadata(),
-		Image:     &runtimeapi.ImageSpec{Image: rec.ImageName, UserSpecifiedImage: cfg.GetImage().GetImage()},
-		ImageRef:  rec.ImageRef,
-		ImageId:   rec.ImageID,
-		State:     criState(st),
-		CreatedAt: rec.CreatedAt.UnixNano(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-	}
+	return containerEntry(rec, listedConfigOf(cfg), st)
 }
 
-// listedContainer is criContainerOf from the record and the parts of the
-// config ListContainers keeps decoded: the record's labels and annotations
-// are the config's, copied at create.
+// listedContainer is criContainerOf with the parts of the config
+// ListContainers keeps decoded.
 func (s *Server) listedContainer(rec *meta.Container, st ContainerState) (*runtimeapi.Container, error) {
 	lc, err := s.listed.of(rec)
 	if err != nil {
 		return nil, err
 	}
+	return containerEntry(rec, lc, st), nil
+}
+
+// containerEntry builds a container's CRI view; its labels and annotations
+// are the record's, the config's copied at create.
+func containerEntry(rec *meta.Container, lc listedConfig, st ContainerState) *runtimeapi.Container {
 	return &runtimeapi.Container{
 		Id: rec.ID, PodSandboxId: rec.PodID,
 		Metadata:  &runtimeapi.ContainerMetadata{Name: lc.name, Attempt: lc.attempt},
@@ -577,7 +576,7 @@ func (s *Server) listedContainer(rec *meta.Container, st ContainerState) (*runti
 		ImageId:   rec.ImageID,
 		State:     criState(st),
 		CreatedAt: rec.CreatedAt.UnixNano(), Labels: rec.Labels, Annotations: rec.Annotations,
-	}, nil
+	}
 }
 
 func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"sync"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/skiffcri/skiff/meta"
 )
 
@@ -26,6 +28,15 @@ type listedConfigs struct {
 	m  map[string]listedConfig
 }
 
+// listedConfigOf takes what a listing needs from cfg.
+func listedConfigOf(cfg *runtimeapi.ContainerConfig) listedConfig {
+	return listedConfig{
+		name:      cfg.GetMetadata().GetName(),
+		attempt:   cfg.GetMetadata().GetAttempt(),
+		userImage: cfg.GetImage().GetImage(),
+	}
+}
+
 func newListedConfigs() *listedConfigs {
 	return &listedConfigs{m: map[string]listedConfig{}}
 }
@@ -42,12 +53,8 @@ func (l *listedConfigs) of(rec *meta.Container) (listedConfig, error) {
 	if err != nil {
 		return listedConfig{}, err
 	}
-	c = listedConfig{
-		raw:       bytes.Clone(rec.Config),
-		name:      cfg.GetMetadata().GetName(),
-		attempt:   cfg.GetMetadata().GetAttempt(),
-		userImage: cfg.GetImage().GetImage(),
-	}
+	c = listedConfigOf(cfg)
+	c.raw = bytes.Clone(rec.Config)
 	l.mu.Lock()
 	l.m[rec.ID] = c
 	l.mu.Unlock()

@@ -748,21 +748,12 @@ func TestShimSharedPID(t *testing.T) {
 // TestShimOOMKilled checks that a container killed by the OOM killer of
 // its memory cgroup is reported (and recorded) as OOMKilled.
 func TestShimOOMKilled(t *testing.T) {
-	needRoot(t)
-	if _, err := cgroups.DetectLayout(); err != nil {
-		t.Skipf("no cgroups: %v", err)
-	}
-	ctx := testCtx(t)
-	dir := filepath.Join(t.TempDir(), "shim")
-	cleanupShim(t, dir)
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: "oom",
-		Args: []string{"--runtime-root", filepath.Join(t.TempDir(), "runtime")}})
-	must(t, err)
+	ctx, c := startCgroupShim(t, "oom")
 	limit := int64(32 << 20)
 	sp := containerSpec(false, "dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1")
-	sp.Linux.CgroupsPath = "/skiff-test-shim-" + strconv.Itoa(os.Getpid()) + "-oom"
+	sp.Linux.CgroupsPath = testCgroup("oom")
 	sp.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit, Swap: &limit}}
-	_, err = c.CreateContainer(ctx, shim.CreateRequest{ID: "hog", Spec: sp, Rootfs: newRootfs(t)})
+	_, err := c.CreateContainer(ctx, shim.CreateRequest{ID: "hog", Spec: sp, Rootfs: newRootfs(t)})
 	must(t, err)
 	_, err = c.StartContainer(ctx, "hog")
 	must(t, err)
@@ -782,6 +773,29 @@ func TestShimOOMKilled(t *testing.T) {
 	}
 }
 
+// startCgroupShim starts the shim of pod, with its own runtime root, for a
+// test whose containers get cgroups (testCgroup); it skips without them.
+func startCgroupShim(t *testing.T, pod string) (context.Context, *shim.Client) {
+	t.Helper()
+	needRoot(t)
+	if _, err := cgroups.DetectLayout(); err != nil {
+		t.Skipf("no cgroups: %v", err)
+	}
+	ctx := testCtx(t)
+	dir := filepath.Join(t.TempDir(), "shim")
+	cleanupShim(t, dir)
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: pod,
+		Args: []string{"--runtime-root", filepath.Join(t.TempDir(), "runtime")}})
+	must(t, err)
+	return ctx, c
+}
+
+// testCgroup is the cgroup path of a test's container, named for the test
+// process.
+func testCgroup(name string) string {
+	return "/skiff-test-shim-" + strconv.Itoa(os.Getpid()) + "-" + name
+}
+
 func parentOf(t *testing.T, pid int) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -797,21 +811,12 @@ func parentOf(t *testing.T, pid int) int {
 // together (a pod's stop and the container's release at its exit) delete it
 // once: its poststop hook runs once, every delete succeeds or finds it gone.
 func TestShimConcurrentDeletes(t *testing.T) {
-	needRoot(t)
-	if _, err := cgroups.DetectLayout(); err != nil {
-		t.Skipf("no cgroups: %v", err)
-	}
-	ctx := testCtx(t)
-	dir := filepath.Join(t.TempDir(), "shim")
-	cleanupShim(t, dir)
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: shimPath, Dir: dir, PodID: "deletes",
-		Args: []string{"--runtime-root", filepath.Join(t.TempDir(), "runtime")}})
-	must(t, err)
+	ctx, c := startCgroupShim(t, "deletes")
 	ran := filepath.Join(t.TempDir(), "poststop")
 	sp := containerSpec(false, "true")
-	sp.Linux.CgroupsPath = "/skiff-test-shim-" + strconv.Itoa(os.Getpid()) + "-deletes"
+	sp.Linux.CgroupsPath = testCgroup("deletes")
 	sp.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo ran >> " + ran}}}}
-	_, err = c.CreateContainer(ctx, shim.CreateRequest{ID: "once", Spec: sp, Rootfs: newRootfs(t)})
+	_, err := c.CreateContainer(ctx, shim.CreateRequest{ID: "once", Spec: sp, Rootfs: newRootfs(t)})
 	must(t, err)
 	_, err = c.StartContainer(ctx, "once")
 	must(t, err)
